@@ -1,0 +1,2 @@
+//! The kernel lab.
+fn main() {}

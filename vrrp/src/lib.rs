@@ -1,0 +1,1 @@
+//! Sans-IO VRRP: packet encoding and decoding and the per-instance state machine.
