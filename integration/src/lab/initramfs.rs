@@ -30,7 +30,15 @@ mount -t devtmpfs devtmpfs $H/dev
 mkdir -p $H/dev/pts $H/dev/shm
 mount -t devpts devpts $H/dev/pts
 mount -t tmpfs tmpfs $H/dev/shm
-mount -t tmpfs tmpfs $H/tmp
+# /tmp: writable, but the host's /tmp stays visible under it (a checkout or a target
+# directory may live there): an overlay with a tmpfs upper layer.
+mkdir -p /scratch
+mount -t tmpfs tmpfs /scratch
+mkdir -p /scratch/upper /scratch/work
+if ! mount -t overlay overlay -o lowerdir=$H/tmp,upperdir=/scratch/upper,workdir=/scratch/work $H/tmp; then
+    errors="$errors overlay:/tmp"
+    mount -t tmpfs tmpfs $H/tmp
+fi
 mount -t tmpfs tmpfs $H/run
 mkdir -p $H/run/lab $H/run/netns $H/run/lock
 if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none lab $H/run/lab; then
@@ -56,7 +64,16 @@ pub fn build(kernel: &Kernel, out: &Path) -> Result<(), LabError> {
     let order = kernel::load_order(&dep, kernel::BOOT_MODULES)?;
 
     let mut w = CpioWriter::new();
-    for d in ["bin", "dev", "proc", "sys", "host", "lib", "lib/modules"] {
+    for d in [
+        "bin",
+        "dev",
+        "proc",
+        "sys",
+        "host",
+        "scratch",
+        "lib",
+        "lib/modules",
+    ] {
         w.dir(d);
     }
     w.file("bin/busybox", 0o755, &busybox);

@@ -25,6 +25,7 @@ pub const BOOT_MODULES: &[&str] = &[
     "virtio_pci",
     "9pnet_virtio",
     "9p",
+    "overlay",
     "ip_vs",
     "ip_vs_rr",
     "ip_vs_wrr",
