@@ -20,9 +20,19 @@ errors=""
 while read -r m; do
     insmod "/lib/modules/$m" 2>/dev/null || errors="$errors insmod:$m"
 done < /modules.order
-H=/host
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 host $H; then
+# The host root, read-only over 9p, under an overlay whose upper layer is a tmpfs: the
+# guest sees the host's files (its own build, ipvsadm, keepalived...) and may write
+# anywhere (a cargo lock, /var/run, /tmp), but nothing it writes reaches the host.
+mkdir -p /lower /scratch
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 host /lower; then
     echo "lab-init: cannot mount the host root over 9p"; reboot -f
+fi
+mount -t tmpfs tmpfs /scratch
+mkdir -p /scratch/upper /scratch/work
+H=/host
+if ! mount -t overlay overlay -o lowerdir=/lower,upperdir=/scratch/upper,workdir=/scratch/work $H; then
+    errors="$errors overlay:/"
+    mount --move /lower $H
 fi
 mount -t proc proc $H/proc
 mount -t sysfs sysfs $H/sys
@@ -30,15 +40,6 @@ mount -t devtmpfs devtmpfs $H/dev
 mkdir -p $H/dev/pts $H/dev/shm
 mount -t devpts devpts $H/dev/pts
 mount -t tmpfs tmpfs $H/dev/shm
-# /tmp: writable, but the host's /tmp stays visible under it (a checkout or a target
-# directory may live there): an overlay with a tmpfs upper layer.
-mkdir -p /scratch
-mount -t tmpfs tmpfs /scratch
-mkdir -p /scratch/upper /scratch/work
-if ! mount -t overlay overlay -o lowerdir=$H/tmp,upperdir=/scratch/upper,workdir=/scratch/work $H/tmp; then
-    errors="$errors overlay:/tmp"
-    mount -t tmpfs tmpfs $H/tmp
-fi
 mount -t tmpfs tmpfs $H/run
 mkdir -p $H/run/lab $H/run/netns $H/run/lock
 if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none lab $H/run/lab; then
