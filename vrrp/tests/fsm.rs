@@ -1,5 +1,7 @@
 //! Deterministic tests of the per-instance state machine.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::IpAddr;
 use std::time::Duration;
 
