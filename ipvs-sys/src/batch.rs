@@ -31,7 +31,15 @@ pub fn encoded_len(msg: &IpvsMessage) -> Result<usize> {
     Ok(len)
 }
 
-fn write_headers(dst: &mut [u8], len: usize, family_id: u16, flags: u16, seq: u32, cmd: u8) {
+fn write_headers(
+    dst: &mut [u8],
+    len: usize,
+    family_id: u16,
+    flags: u16,
+    seq: u32,
+    port: u32,
+    cmd: u8,
+) {
     let mut hdr = [0u8; NLMSG_HDRLEN + GENL_HDRLEN];
     // struct nlmsghdr, host byte order.
     let len32 = u32::try_from(len).unwrap_or(u32::MAX);
@@ -39,7 +47,7 @@ fn write_headers(dst: &mut [u8], len: usize, family_id: u16, flags: u16, seq: u3
     hdr[4..6].copy_from_slice(&family_id.to_ne_bytes());
     hdr[6..8].copy_from_slice(&flags.to_ne_bytes());
     hdr[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // nlmsg_pid 0: the kernel fills in the sender's port.
+    hdr[12..16].copy_from_slice(&port.to_ne_bytes());
     // struct genlmsghdr { u8 cmd; u8 version; u16 reserved; }
     hdr[16] = cmd;
     hdr[17] = IPVS_GENL_VERSION;
@@ -48,8 +56,16 @@ fn write_headers(dst: &mut [u8], len: usize, family_id: u16, flags: u16, seq: u3
     }
 }
 
-fn emit(dst: &mut [u8], msg: &IpvsMessage, len: usize, family_id: u16, seq: u32, flags: u16) {
-    write_headers(dst, len, family_id, flags, seq, msg.command as u8);
+fn emit(
+    dst: &mut [u8],
+    msg: &IpvsMessage,
+    len: usize,
+    family_id: u16,
+    seq: u32,
+    flags: u16,
+    port: u32,
+) {
+    write_headers(dst, len, family_id, flags, seq, port, msg.command as u8);
     if let Some(attrs) = dst.get_mut(NLMSG_HDRLEN + GENL_HDRLEN..len) {
         nla::set_emit(&msg.attrs, attrs);
     }
@@ -60,9 +76,10 @@ fn emit(dst: &mut [u8], msg: &IpvsMessage, len: usize, family_id: u16, seq: u32,
 ///
 /// `family_id` is the id the kernel assigned to the `"IPVS"` family
 /// (resolved through the generic-netlink controller by the transport),
-/// `flags` usually [`IpvsMessage::request_flags`]. If `buf` does not end on a
-/// 4-byte boundary, zero padding is added first (`NLMSG_ALIGN`). Nothing is
-/// allocated unless `buf` has to grow.
+/// `flags` usually [`IpvsMessage::request_flags`], `nlmsg_pid` is 0 (the
+/// kernel fills in the sender). If `buf` does not end on a 4-byte boundary,
+/// zero padding is added first (`NLMSG_ALIGN`). Nothing is allocated unless
+/// `buf` has to grow.
 ///
 /// ```
 /// use ipvs_sys::{encode_request, IpvsMessage};
@@ -78,12 +95,27 @@ pub fn encode_request(
     seq: u32,
     flags: u16,
 ) -> Result<Range<usize>> {
+    encode_message(buf, msg, family_id, flags, seq, 0)
+}
+
+/// Append one complete message with every header field given (`nlmsg_len`
+/// is computed). This is [`encode_request`] with a port id, useful to build
+/// what the kernel sends (e.g. `NLM_F_MULTI` dump entries) for tests and
+/// simulations.
+pub fn encode_message(
+    buf: &mut Vec<u8>,
+    msg: &IpvsMessage,
+    message_type: u16,
+    flags: u16,
+    seq: u32,
+    port: u32,
+) -> Result<Range<usize>> {
     let len = encoded_len(msg)?;
     let start = buf.len().next_multiple_of(4);
     let end = start + len;
     buf.resize(end, 0);
     if let Some(dst) = buf.get_mut(start..end) {
-        emit(dst, msg, len, family_id, seq, flags);
+        emit(dst, msg, len, message_type, seq, flags, port);
     }
     Ok(start..end)
 }
@@ -103,7 +135,7 @@ pub fn encode_request_into(
         .get_mut(..len)
         .ok_or(Error::BufferTooSmall { need: len, have })?;
     dst.fill(0);
-    emit(dst, msg, len, family_id, seq, flags);
+    emit(dst, msg, len, family_id, seq, flags, 0);
     Ok(len)
 }
 

@@ -99,15 +99,18 @@ mod nla;
 pub mod reply;
 pub mod service;
 pub mod stats;
+pub mod transport;
 pub mod types;
 
-pub use batch::{BatchEncoder, encode_request, encode_request_into, encoded_len};
+pub use batch::{BatchEncoder, encode_message, encode_request, encode_request_into, encoded_len};
 pub use daemon::DaemonAttrs;
 pub use dest::{DestAttrs, MAX_WEIGHT};
 pub use error::{Error, Result};
 pub use info::{InfoAttrs, IpvsVersion};
 pub use message::{CmdAttrs, Command, IpvsMessage, MessageAttrs};
-pub use reply::{NetlinkError, NlHeader, Replies, Reply, ReplyPayload, decode_replies};
+pub use reply::{
+    NetlinkError, NlHeader, Replies, Reply, ReplyPayload, decode_replies, encode_ack, encode_done,
+};
 pub use service::ServiceAttrs;
 pub use stats::{Stats, Stats64};
 pub use types::{

@@ -14,7 +14,8 @@
 //! on with the next message.
 
 use netlink_packet_core::{
-    NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_MULTIPART, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
+    NLMSG_OVERRUN,
 };
 
 use crate::consts::{NLMSG_HDRLEN, NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS};
@@ -300,4 +301,57 @@ fn decode_error(header: &NlHeader, payload: &[u8]) -> Result<ReplyPayload> {
         });
     }
     Ok(ReplyPayload::Error(err))
+}
+
+fn put_header(buf: &mut Vec<u8>, len: usize, message_type: u16, flags: u16, seq: u32, port: u32) {
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    buf.extend_from_slice(&len.to_ne_bytes());
+    buf.extend_from_slice(&message_type.to_ne_bytes());
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&port.to_ne_bytes());
+}
+
+fn align(buf: &mut Vec<u8>) {
+    buf.resize(buf.len().next_multiple_of(4), 0);
+}
+
+/// Append the `NLMSG_ERROR` the kernel sends for `request`: an ACK when
+/// `errno` is 0, otherwise `-errno`; the request header is echoed and the
+/// message flagged `NLM_F_CAPPED` (no request payload, no extended ACK).
+/// For tests and simulations of the kernel side.
+pub fn encode_ack(buf: &mut Vec<u8>, request: &NlHeader, errno: i32, port: u32) {
+    align(buf);
+    put_header(
+        buf,
+        NLMSG_HDRLEN + 4 + NLMSG_HDRLEN,
+        NLMSG_ERROR,
+        NLM_F_CAPPED,
+        request.seq,
+        port,
+    );
+    buf.extend_from_slice(&errno.wrapping_neg().to_ne_bytes());
+    put_header(
+        buf,
+        request.len as usize,
+        request.message_type,
+        request.flags,
+        request.seq,
+        request.port,
+    );
+}
+
+/// Append the `NLMSG_DONE` (with `NLM_F_MULTI` and a 0 error) that ends a
+/// dump. For tests and simulations of the kernel side.
+pub fn encode_done(buf: &mut Vec<u8>, seq: u32, port: u32) {
+    align(buf);
+    put_header(
+        buf,
+        NLMSG_HDRLEN + 4,
+        NLMSG_DONE,
+        NLM_F_MULTIPART,
+        seq,
+        port,
+    );
+    buf.extend_from_slice(&0i32.to_ne_bytes());
 }

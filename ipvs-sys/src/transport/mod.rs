@@ -1,0 +1,597 @@
+//! The socket transport: a generic-netlink socket that talks IPVS, with batching.
+//!
+//! [`IpvsSocket`] is blocking; every receive has a timeout, so a lost reply is an
+//! error and never a hang. The async twin is `AsyncIpvsSocket` (feature `tokio`).
+//! Both drive the same sans-IO [`exchange::Chunk`], which routes replies to requests by
+//! sequence number.
+//!
+//! ```no_run
+//! use ipvs_sys::transport::{BatchOptions, IpvsSocket};
+//! use ipvs_sys::{DestAttrs, ForwardMethod, IpvsMessage, Protocol, ServiceAttrs};
+//!
+//! let mut ipvs = IpvsSocket::open()?;
+//! let svc = ServiceAttrs::addr_key(Protocol::TCP, "192.0.2.10:80".parse().unwrap())
+//!     .with_config("wrr", ipvs_sys::ServiceFlags::EMPTY, 0);
+//! let mut msgs = vec![IpvsMessage::new_service(svc.clone())];
+//! for port in 8000..8010 {
+//!     let d = DestAttrs::key_of(([10, 0, 0, 1], port).into()).with_config(ForwardMethod::MASQ, 1);
+//!     msgs.push(IpvsMessage::new_dest(svc.key(), d));
+//! }
+//! let report = ipvs.batch(&msgs, &BatchOptions::default())?;
+//! assert!(report.failures.is_empty());
+//! for s in ipvs.services()? {
+//!     println!("{s:?}: {} destinations", ipvs.destinations(&s)?.len());
+//! }
+//! # Ok::<(), ipvs_sys::transport::TransportError>(())
+//! ```
+
+pub mod error;
+pub mod exchange;
+
+pub use error::{ErrorKind, KernelError, TransportError};
+pub use exchange::{AckMode, Outcome};
+
+use crate::daemon::DaemonAttrs;
+use crate::dest::DestAttrs;
+use crate::info::InfoAttrs;
+use crate::message::{Command, IpvsMessage, MessageAttrs};
+use crate::service::ServiceAttrs;
+use crate::types::AddressFamily;
+use exchange::Chunk;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use netlink_packet_generic::GenlMessage;
+use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Bytes asked for one `recv`: the kernel sizes dump chunks after the largest receive
+/// buffer it has seen (capped near 32 KiB), so a large one means fewer chunks, and the
+/// kernel re-walks its service table from the start for every chunk.
+const RECV_BUF: usize = 256 * 1024;
+/// Socket receive buffer: must hold every reply of a chunk (ACKs are small, but each
+/// costs a socket buffer of its own).
+const SO_RCVBUF_BYTES: usize = 32 * 1024 * 1024;
+/// Socket send buffer: one `sendmsg` may not exceed it.
+const SO_SNDBUF_BYTES: usize = 8 * 1024 * 1024;
+/// How often an interrupted dump is retried.
+const DUMP_ATTEMPTS: u32 = 5;
+
+/// How a batch is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Requests per `sendmsg`; each chunk is answered before the next is sent, so the
+    /// replies in flight are bounded and the socket never overflows (no `ENOBUFS`).
+    /// Gains flatten above 256.
+    pub chunk: usize,
+    /// Most bytes per `sendmsg` (the kernel refuses a message larger than the socket's
+    /// send buffer).
+    pub chunk_bytes: usize,
+    /// Which requests ask for an ACK.
+    pub ack: AckMode,
+    /// Stop after the first chunk that had a failure (the kernel still handled every
+    /// request of that chunk), or send everything and report every failure.
+    pub stop_at_first_error: bool,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            chunk: 512,
+            chunk_bytes: 1024 * 1024,
+            ack: AckMode::LastOfChunk,
+            stop_at_first_error: false,
+        }
+    }
+}
+
+/// A request of a batch that the kernel refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFailure {
+    /// Index of the request in the batch.
+    pub index: usize,
+    /// Why, naming the operation and the object.
+    pub error: KernelError,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Requests the kernel handled (succeeded or failed).
+    pub handled: usize,
+    /// Requests not sent because an earlier chunk failed (`stop_at_first_error`).
+    pub not_sent: usize,
+    /// Every refused request.
+    pub failures: Vec<BatchFailure>,
+    /// `sendmsg` calls made.
+    pub sends: usize,
+}
+
+/// A generic-netlink socket bound to the IPVS family of one network namespace.
+#[derive(Debug)]
+pub struct IpvsSocket {
+    sock: Socket,
+    family_id: u16,
+    seq: u32,
+    timeout: Duration,
+    send_buf: Vec<u8>,
+    recv_buf: Vec<u8>,
+    /// Most bytes one `sendmsg` may carry (half the socket's send buffer).
+    max_send: usize,
+}
+
+impl IpvsSocket {
+    /// Opens a socket in the calling thread's network namespace.
+    pub fn open() -> Result<Self, TransportError> {
+        let sock = new_socket()?;
+        Self::with_socket(sock)
+    }
+
+    /// Opens a socket in the network namespace at `path` (e.g. `/run/netns/NAME` or
+    /// `/proc/PID/ns/net`). A helper thread enters the namespace to create the socket;
+    /// the calling thread never moves. The socket stays in that namespace.
+    pub fn open_in_netns(path: impl AsRef<Path>) -> Result<Self, TransportError> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|source| TransportError::Netns {
+            netns: path.display().to_string(),
+            source,
+        })?;
+        Self::open_in_netns_fd_named(file.as_fd(), &path.display().to_string())
+    }
+
+    /// Opens a socket in the network namespace `fd` refers to (see
+    /// [`open_in_netns`](Self::open_in_netns)).
+    pub fn open_in_netns_fd(fd: BorrowedFd<'_>) -> Result<Self, TransportError> {
+        Self::open_in_netns_fd_named(fd, &format!("fd {}", fd.as_raw_fd()))
+    }
+
+    fn open_in_netns_fd_named(fd: BorrowedFd<'_>, name: &str) -> Result<Self, TransportError> {
+        let netns = |source| TransportError::Netns {
+            netns: name.to_string(),
+            source,
+        };
+        let sock = std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| netns(std::io::Error::from(e)))?;
+                new_socket()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(netns(std::io::Error::other("helper thread panicked"))))
+        })?;
+        Self::with_socket(sock)
+    }
+
+    fn with_socket(sock: Socket) -> Result<Self, TransportError> {
+        let mut s = Self {
+            sock,
+            family_id: 0,
+            seq: initial_seq(),
+            timeout: Duration::from_secs(10),
+            send_buf: Vec::with_capacity(64 * 1024),
+            recv_buf: vec![0; RECV_BUF],
+            max_send: 64 * 1024,
+        };
+        if let Ok(n) =
+            nix::sys::socket::getsockopt(&s.sock.as_fd(), nix::sys::socket::sockopt::SndBuf)
+        {
+            // The kernel reports twice what it accounts for payload.
+            s.max_send = (n / 2).saturating_sub(1024).max(16 * 1024);
+        }
+        s.family_id = s.resolve_family()?;
+        Ok(s)
+    }
+
+    /// The id the kernel gave the IPVS family in this socket's namespace.
+    pub fn family_id(&self) -> u16 {
+        self.family_id
+    }
+
+    /// How long to wait for each reply (default 10 s).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    fn next_seq(&mut self, n: usize) -> u32 {
+        let first = self.seq;
+        self.seq = self.seq.wrapping_add(u32::try_from(n).unwrap_or(u32::MAX));
+        first
+    }
+
+    fn resolve_family(&mut self) -> Result<u16, TransportError> {
+        let seq = self.next_seq(1);
+        let mut msg = NetlinkMessage::from(GenlMessage::from_payload(GenlCtrl {
+            cmd: GenlCtrlCmd::GetFamily,
+            nlas: vec![GenlCtrlAttrs::FamilyName("IPVS".to_string())],
+        }));
+        msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        msg.header.sequence_number = seq;
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        self.send(&buf, "resolve generic netlink family \"IPVS\"")?;
+        let deadline = Instant::now() + self.timeout;
+        let mut id = None;
+        loop {
+            let n = self.recv(deadline, "resolve generic netlink family \"IPVS\"")?;
+            let mut rest = self.recv_buf.get(..n).unwrap_or_default();
+            while rest.len() >= 16 {
+                let len = rest
+                    .first_chunk::<4>()
+                    .map_or(0, |b| u32::from_ne_bytes(*b) as usize)
+                    .max(16)
+                    .min(rest.len());
+                let one = rest.get(..len).unwrap_or_default();
+                rest = rest
+                    .get(len.next_multiple_of(4).min(rest.len())..)
+                    .unwrap_or_default();
+                let parsed = NetlinkMessage::<GenlMessage<GenlCtrl>>::deserialize(one)
+                    .map_err(|e| TransportError::Resolve(e.to_string()))?;
+                if parsed.header.sequence_number != seq {
+                    continue;
+                }
+                match parsed.payload {
+                    NetlinkPayload::InnerMessage(genl) => {
+                        id = genl.payload.nlas.iter().find_map(|a| match a {
+                            GenlCtrlAttrs::FamilyId(id) => Some(*id),
+                            _ => None,
+                        });
+                    }
+                    NetlinkPayload::Error(e) => match e.code.map(|c| -c.get()) {
+                        None => {
+                            return id.ok_or_else(|| {
+                                TransportError::Resolve("no family id in the reply".into())
+                            });
+                        }
+                        Some(libc::ENOENT) => return Err(TransportError::IpvsUnavailable),
+                        Some(errno) => {
+                            return Err(TransportError::Resolve(
+                                std::io::Error::from_raw_os_error(errno).to_string(),
+                            ));
+                        }
+                    },
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn send(&self, buf: &[u8], op: &'static str) -> Result<(), TransportError> {
+        let n = self
+            .sock
+            .send(buf, 0)
+            .map_err(|source| TransportError::Io { op, source })?;
+        if n != buf.len() {
+            return Err(TransportError::Io {
+                op,
+                source: std::io::Error::other(format!("short send: {n} of {} bytes", buf.len())),
+            });
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram into `recv_buf`, waiting at most until `deadline`.
+    fn recv(&mut self, deadline: Instant, op: &'static str) -> Result<usize, TransportError> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TransportError::Timeout {
+                    op,
+                    timeout: self.timeout,
+                });
+            }
+            let ms = u16::try_from(left.as_millis().saturating_add(1)).unwrap_or(u16::MAX);
+            let mut fds = [nix::poll::PollFd::new(
+                self.sock.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(TransportError::Io {
+                        op,
+                        source: e.into(),
+                    });
+                }
+            }
+            let mut buf = self.recv_buf.as_mut_slice();
+            match self
+                .sock
+                .recv(&mut buf, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+            {
+                Ok(n) if n > RECV_BUF => {
+                    return Err(TransportError::Io {
+                        op,
+                        source: std::io::Error::other(format!(
+                            "reply of {n} bytes truncated to {RECV_BUF}"
+                        )),
+                    });
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(TransportError::Io { op, source }),
+            }
+        }
+    }
+
+    /// Sends `msgs` as one chunk and waits for its replies.
+    fn exchange(
+        &mut self,
+        msgs: &[IpvsMessage],
+        ack: AckMode,
+        op: &'static str,
+    ) -> Result<Chunk, TransportError> {
+        let first = self.next_seq(msgs.len());
+        self.send_buf.clear();
+        for (i, m) in msgs.iter().enumerate() {
+            let seq = first.wrapping_add(u32::try_from(i).unwrap_or(u32::MAX));
+            let flags = Chunk::flags(m, i, msgs.len(), ack);
+            crate::batch::encode_request(&mut self.send_buf, m, self.family_id, seq, flags)
+                .map_err(|source| TransportError::Encode {
+                    op: error::operation(m.command),
+                    object: error::describe(m),
+                    source,
+                })?;
+        }
+        let buf = std::mem::take(&mut self.send_buf);
+        let sent = self.send(&buf, op);
+        self.send_buf = buf;
+        sent?;
+        let mut chunk = Chunk::new(first, msgs.len(), ack);
+        let deadline = Instant::now() + self.timeout;
+        while !chunk.is_complete() {
+            let n = self.recv(deadline, op)?;
+            let data = self.recv_buf.get(..n).unwrap_or_default();
+            chunk
+                .on_datagram(data, self.family_id)
+                .map_err(|source| TransportError::Decode { op, source })?;
+        }
+        Ok(chunk)
+    }
+
+    /// Sends one request that changes state and waits for its ACK.
+    pub fn execute(&mut self, msg: &IpvsMessage) -> Result<(), TransportError> {
+        let op = error::operation(msg.command);
+        let chunk = self.exchange(std::slice::from_ref(msg), AckMode::EveryMessage, op)?;
+        let (outcomes, _) = chunk.finish();
+        match outcomes.into_iter().next() {
+            Some(Outcome::Failed(e)) => Err(KernelError::new(msg, &e).into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends one non-dump `GET_*` request and returns its data reply.
+    pub fn get(&mut self, msg: &IpvsMessage) -> Result<IpvsMessage, TransportError> {
+        let op = error::operation(msg.command);
+        let chunk = self.exchange(std::slice::from_ref(msg), AckMode::EveryMessage, op)?;
+        let (outcomes, data) = chunk.finish();
+        if let Some(Outcome::Failed(e)) = outcomes.into_iter().next() {
+            return Err(KernelError::new(msg, &e).into());
+        }
+        data.into_iter()
+            .next()
+            .map(|(_, m)| m)
+            .ok_or(TransportError::UnexpectedReply {
+                op,
+                what: "no data in the reply",
+            })
+    }
+
+    /// Runs a dump request and returns every entry; a dump interrupted by a concurrent
+    /// change (`NLM_F_DUMP_INTR`) is run again.
+    pub fn dump(&mut self, msg: &IpvsMessage) -> Result<Vec<IpvsMessage>, TransportError> {
+        let op = error::operation(msg.command);
+        for _ in 0..DUMP_ATTEMPTS {
+            let chunk = self.exchange(std::slice::from_ref(msg), AckMode::EveryMessage, op)?;
+            if chunk.interrupted() {
+                continue;
+            }
+            let (outcomes, data) = chunk.finish();
+            if let Some(Outcome::Failed(e)) = outcomes.into_iter().next() {
+                return Err(KernelError::new(msg, &e).into());
+            }
+            return Ok(data.into_iter().map(|(_, m)| m).collect());
+        }
+        Err(TransportError::DumpInterrupted {
+            op,
+            attempts: DUMP_ATTEMPTS,
+        })
+    }
+
+    /// Sends many requests, `opts.chunk` per `sendmsg`, and reports every failure with
+    /// the request that caused it. Dumps do not belong in a batch: use [`dump`](Self::dump).
+    pub fn batch(
+        &mut self,
+        msgs: &[IpvsMessage],
+        opts: &BatchOptions,
+    ) -> Result<BatchReport, TransportError> {
+        let mut report = BatchReport::default();
+        let mut start = 0;
+        while start < msgs.len() {
+            let end = self.chunk_end(msgs, start, opts)?;
+            let chunk_msgs = msgs.get(start..end).unwrap_or_default();
+            let chunk = self.exchange(chunk_msgs, opts.ack, "batch")?;
+            report.sends += 1;
+            report.handled += chunk_msgs.len();
+            let (outcomes, _) = chunk.finish();
+            let before = report.failures.len();
+            for (i, o) in outcomes.into_iter().enumerate() {
+                if let (Outcome::Failed(e), Some(m)) = (o, chunk_msgs.get(i)) {
+                    report.failures.push(BatchFailure {
+                        index: start + i,
+                        error: KernelError::new(m, &e),
+                    });
+                }
+            }
+            start = end;
+            if opts.stop_at_first_error && report.failures.len() > before {
+                report.not_sent = msgs.len() - start;
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    fn chunk_end(
+        &self,
+        msgs: &[IpvsMessage],
+        start: usize,
+        opts: &BatchOptions,
+    ) -> Result<usize, TransportError> {
+        let mut bytes = 0;
+        let mut end = start;
+        let limit = opts.chunk_bytes.min(self.max_send);
+        for m in msgs.iter().skip(start).take(opts.chunk.max(1)) {
+            let len = crate::batch::encoded_len(m)
+                .map_err(|source| TransportError::Encode {
+                    op: error::operation(m.command),
+                    object: error::describe(m),
+                    source,
+                })?
+                .next_multiple_of(4);
+            if end > start && bytes + len > limit {
+                break;
+            }
+            bytes += len;
+            end += 1;
+        }
+        Ok(end)
+    }
+
+    /// Every service, with its statistics.
+    pub fn services(&mut self) -> Result<Vec<ServiceAttrs>, TransportError> {
+        Ok(self
+            .dump(&IpvsMessage::dump_services())?
+            .into_iter()
+            .filter_map(into_service)
+            .collect())
+    }
+
+    /// One service, by its key (protocol, address and port; or fwmark and family).
+    pub fn service(&mut self, key: &ServiceAttrs) -> Result<ServiceAttrs, TransportError> {
+        let msg = IpvsMessage::get_service(key.key());
+        into_service(self.get(&msg)?).ok_or(TransportError::UnexpectedReply {
+            op: "get service",
+            what: "no service in the reply",
+        })
+    }
+
+    /// The destinations of `service`, with their statistics (empty if the service does
+    /// not exist: the kernel answers such a dump with nothing, not an error).
+    pub fn destinations(
+        &mut self,
+        service: &ServiceAttrs,
+    ) -> Result<Vec<DestAttrs>, TransportError> {
+        let msgs = self.dump(&IpvsMessage::dump_dests(service.key()))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m.attrs {
+                MessageAttrs::Cmd(a) => a.dest,
+                MessageAttrs::Info(_) => None,
+            })
+            .collect())
+    }
+
+    /// The running sync daemons.
+    pub fn daemons(&mut self) -> Result<Vec<DaemonAttrs>, TransportError> {
+        let msgs = self.dump(&IpvsMessage::dump_daemons())?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m.attrs {
+                MessageAttrs::Cmd(a) => a.daemon,
+                MessageAttrs::Info(_) => None,
+            })
+            .collect())
+    }
+
+    /// The IPVS version and connection table size.
+    pub fn info(&mut self) -> Result<InfoAttrs, TransportError> {
+        let reply = self.get(&IpvsMessage::get_info())?;
+        match reply.attrs {
+            MessageAttrs::Info(i) => Ok(i),
+            MessageAttrs::Cmd(_) => Err(TransportError::UnexpectedReply {
+                op: "get info",
+                what: "not an info reply",
+            }),
+        }
+    }
+
+    /// The TCP, TCP FIN and UDP timeouts, in seconds.
+    pub fn timeouts(&mut self) -> Result<(u32, u32, u32), TransportError> {
+        let reply = self.get(&IpvsMessage::get_config())?;
+        match (reply.command, reply.attrs) {
+            (Command::SetConfig, MessageAttrs::Cmd(a)) => Ok((
+                a.timeout_tcp.unwrap_or(0),
+                a.timeout_tcp_fin.unwrap_or(0),
+                a.timeout_udp.unwrap_or(0),
+            )),
+            _ => Err(TransportError::UnexpectedReply {
+                op: "get timeouts",
+                what: "not a config reply",
+            }),
+        }
+    }
+
+    /// The address family a service's destinations are decoded with by default.
+    pub fn service_family(svc: &ServiceAttrs) -> Option<AddressFamily> {
+        svc.af
+    }
+}
+
+fn into_service(m: IpvsMessage) -> Option<ServiceAttrs> {
+    match m.attrs {
+        MessageAttrs::Cmd(a) => a.service,
+        MessageAttrs::Info(_) => None,
+    }
+}
+
+fn new_socket() -> Result<Socket, TransportError> {
+    let io = |op| move |source| TransportError::Io { op, source };
+    let mut sock = Socket::new(NETLINK_GENERIC).map_err(io("open generic netlink socket"))?;
+    sock.bind_auto()
+        .map_err(io("bind generic netlink socket"))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(io("connect generic netlink socket"))?;
+    // Capped ACKs: the kernel does not echo each request back in its ACK.
+    sock.set_cap_ack(true).map_err(io("set NETLINK_CAP_ACK"))?;
+    sock.set_ext_ack(true).map_err(io("set NETLINK_EXT_ACK"))?;
+    // Large buffers so a chunk's replies always fit. The *FORCE variants need
+    // CAP_NET_ADMIN (which IPVS needs anyway); fall back to the capped ones.
+    let fd = sock.as_fd();
+    if nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::RcvBufForce,
+        &SO_RCVBUF_BYTES,
+    )
+    .is_err()
+    {
+        let _ =
+            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBuf, &SO_RCVBUF_BYTES);
+    }
+    if nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::SndBufForce,
+        &SO_SNDBUF_BYTES,
+    )
+    .is_err()
+    {
+        let _ =
+            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &SO_SNDBUF_BYTES);
+    }
+    Ok(sock)
+}
+
+/// A starting sequence number that differs between sockets, so that a stale reply to
+/// another socket's request can never be mistaken for ours.
+fn initial_seq() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    t ^ std::process::id().rotate_left(16)
+}
