@@ -13,8 +13,11 @@ pub fn run(dir: &Path) -> Result<(), LabError> {
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let uptime = uptime.split_whitespace().next().unwrap_or("?").to_string();
-    std::fs::write(dir.join("booted"), format!("{uptime} {}\n", release.trim()))
+    // Write then rename: the host polls for this file and must never read it half-written.
+    let tmp = dir.join("booted.tmp");
+    std::fs::write(&tmp, format!("{uptime} {}\n", release.trim()))
         .map_err(|e| io("write booted", e))?;
+    std::fs::rename(&tmp, dir.join("booted")).map_err(|e| io("rename booted", e))?;
     let text =
         std::fs::read_to_string(dir.join("request.json")).map_err(|e| io("read request", e))?;
     let req: Request = serde_json::from_str(&text)

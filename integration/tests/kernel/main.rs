@@ -2,4 +2,8 @@
 //! (`cargo lab test`) or on a real director box (`cargo lab test --native`).
 //! Every test works in a fresh network namespace.
 
+// Test code: helpers may unwrap and panic (the workspace lints are for library code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod lab_ipvsadm;
+mod sys_transport;

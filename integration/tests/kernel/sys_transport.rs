@@ -1,0 +1,265 @@
+//! ipvs-sys's socket transport against the real kernel, cross-checked with ipvsadm.
+
+use ipvs_integration::netns::TestNs;
+use ipvs_sys::transport::{AckMode, BatchOptions, ErrorKind, IpvsSocket, TransportError};
+use ipvs_sys::{
+    AddressFamily, DaemonAttrs, DaemonState, DestAttrs, ForwardMethod, IpvsMessage, Protocol,
+    ServiceAttrs, ServiceFlags,
+};
+use std::collections::BTreeSet;
+
+fn socket(ns: &TestNs) -> IpvsSocket {
+    IpvsSocket::open_in_netns(format!("/run/netns/{}", ns.name())).unwrap()
+}
+
+fn tcp(addr: &str) -> ServiceAttrs {
+    ServiceAttrs::addr_key(Protocol::TCP, addr.parse().unwrap())
+}
+
+fn saved(ns: &TestNs) -> BTreeSet<String> {
+    ns.run("ipvsadm", &["-S", "-n"])
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn kind(e: TransportError) -> ErrorKind {
+    match e {
+        TransportError::Kernel(k) => k.kind,
+        other => panic!("expected a kernel error, got {other}"),
+    }
+}
+
+#[test]
+fn what_we_write_ipvsadm_shows_exactly() {
+    let ns = TestNs::new("sys-write").unwrap();
+    let mut ipvs = socket(&ns);
+    let svc = tcp("192.0.2.10:80").with_config("wrr", ServiceFlags::EMPTY, 0);
+    let mut msgs = vec![IpvsMessage::new_service(svc.clone())];
+    for i in 1..=3u8 {
+        let d = DestAttrs::key_of(([10, 0, 0, i], 8080).into())
+            .with_config(ForwardMethod::MASQ, u32::from(i) * 10);
+        msgs.push(IpvsMessage::new_dest(svc.key(), d));
+    }
+    let report = ipvs.batch(&msgs, &BatchOptions::default()).unwrap();
+    assert_eq!(
+        (report.handled, report.failures.len(), report.sends),
+        (4, 0, 1)
+    );
+    let expect: BTreeSet<String> = [
+        "-A -t 192.0.2.10:80 -s wrr",
+        "-a -t 192.0.2.10:80 -r 10.0.0.1:8080 -m -w 10",
+        "-a -t 192.0.2.10:80 -r 10.0.0.2:8080 -m -w 20",
+        "-a -t 192.0.2.10:80 -r 10.0.0.3:8080 -m -w 30",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(saved(&ns), expect);
+}
+
+#[test]
+fn what_ipvsadm_writes_we_read_exactly() {
+    let ns = TestNs::new("sys-read").unwrap();
+    ns.run_with_input(
+        "ipvsadm",
+        &["-R"],
+        "-A -u [2001:db8::53]:53 -s sh -b sh-port -p 120 -M 64\n\
+         -a -u [2001:db8::53]:53 -r [2001:db8:1::1]:5353 -g -w 7 -x 100 -y 10\n\
+         -A -f 9 -s mh\n\
+         -a -f 9 -r 10.0.0.9:0 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum\n",
+    )
+    .unwrap();
+    let mut ipvs = socket(&ns);
+    let mut services = ipvs.services().unwrap();
+    services.sort_by_key(|s| s.fwmark);
+    assert_eq!(services.len(), 2);
+    let udp = &services[0];
+    assert_eq!(udp.af, Some(AddressFamily::INET6));
+    assert_eq!(udp.protocol, Some(Protocol::UDP));
+    assert_eq!(udp.addr, Some("2001:db8::53".parse().unwrap()));
+    assert_eq!(udp.port, Some(53));
+    assert_eq!(udp.sched_name.as_deref(), Some("sh"));
+    assert_eq!(udp.timeout, Some(120));
+    assert_eq!(udp.netmask, Some(ipvs_sys::Netmask::V6Prefix(64)));
+    let flags = udp.flags.unwrap().flags;
+    assert!(flags.contains(ServiceFlags::PERSISTENT));
+    assert!(flags.contains(ServiceFlags::SCHED_SH_PORT));
+    assert!(
+        flags.contains(ServiceFlags::HASHED),
+        "the kernel sets HASHED on dump"
+    );
+    let dests = ipvs.destinations(udp).unwrap();
+    assert_eq!(dests.len(), 1);
+    let d = &dests[0];
+    assert_eq!(d.addr, Some("2001:db8:1::1".parse().unwrap()));
+    // ipvsadm gives a direct-routing destination the service's port: DR cannot
+    // rewrite ports, so the 5353 asked for is stored as 53.
+    assert_eq!(d.port, Some(53));
+    assert_eq!(d.fwd_method, Some(ForwardMethod::ROUTE));
+    assert_eq!(
+        (d.weight, d.u_thresh, d.l_thresh),
+        (Some(7), Some(100), Some(10))
+    );
+
+    let mark = &services[1];
+    assert_eq!(mark.fwmark, Some(9));
+    assert_eq!(
+        (mark.protocol, mark.addr, mark.port),
+        (None, None, None),
+        "fwmark services carry no address"
+    );
+    let d = &ipvs.destinations(mark).unwrap()[0];
+    assert_eq!(d.fwd_method, Some(ForwardMethod::TUNNEL));
+    assert_eq!(d.tun_type, Some(ipvs_sys::TunnelType::GUE));
+    assert_eq!(d.tun_port, Some(6080));
+    assert_eq!(d.tun_flags, Some(ipvs_sys::TunnelFlags::CSUM));
+}
+
+#[test]
+fn kernel_errors_are_typed_and_name_the_object() {
+    let ns = TestNs::new("sys-errors").unwrap();
+    let mut ipvs = socket(&ns);
+    let svc = tcp("192.0.2.20:80").with_config("rr", ServiceFlags::EMPTY, 0);
+    ipvs.execute(&IpvsMessage::new_service(svc.clone()))
+        .unwrap();
+
+    let dup = ipvs
+        .execute(&IpvsMessage::new_service(svc.clone()))
+        .unwrap_err();
+    assert_eq!(
+        dup.to_string(),
+        "add service tcp 192.0.2.20:80: already exists (EEXIST)"
+    );
+    let missing = ipvs
+        .execute(&IpvsMessage::del_service(tcp("192.0.2.99:80")))
+        .unwrap_err();
+    assert_eq!(kind(missing), ErrorKind::NoSuchService);
+    let sched = tcp("192.0.2.21:80").with_config("nosuchsched", ServiceFlags::EMPTY, 0);
+    let e = ipvs.execute(&IpvsMessage::new_service(sched)).unwrap_err();
+    assert_eq!(kind(e), ErrorKind::SchedulerNotFound);
+    let d = DestAttrs::key_of(([10, 9, 9, 9], 80).into());
+    let e = ipvs
+        .execute(&IpvsMessage::del_dest(svc.key(), d.clone()))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("delete destination 10.9.9.9:80 in tcp 192.0.2.20:80"),
+        "{e}"
+    );
+    assert_eq!(kind(e), ErrorKind::NoSuchDestination);
+    let heavy = d.with_config(ForwardMethod::MASQ, u32::MAX);
+    let e = ipvs
+        .execute(&IpvsMessage::new_dest(svc.key(), heavy))
+        .unwrap_err();
+    assert_eq!(kind(e), ErrorKind::OutOfRange);
+    // A destination dump of a service that does not exist is empty, not an error.
+    assert!(ipvs.destinations(&tcp("192.0.2.99:80")).unwrap().is_empty());
+}
+
+#[test]
+fn batch_reports_each_failure_with_its_item_in_both_ack_modes() {
+    for ack in [AckMode::EveryMessage, AckMode::LastOfChunk] {
+        let ns = TestNs::new("sys-batch").unwrap();
+        let mut ipvs = socket(&ns);
+        let mut msgs = Vec::new();
+        for port in 1..=40u16 {
+            let svc = tcp(&format!("192.0.2.30:{port}")).with_config("rr", ServiceFlags::EMPTY, 0);
+            msgs.push(IpvsMessage::new_service(svc));
+        }
+        // Items 10 and 25 fail (duplicates); the rest must all be applied.
+        msgs[10] = msgs[3].clone();
+        msgs[25] = msgs[4].clone();
+        let opts = BatchOptions {
+            chunk: 16,
+            ack,
+            ..BatchOptions::default()
+        };
+        let report = ipvs.batch(&msgs, &opts).unwrap();
+        let failed: Vec<usize> = report.failures.iter().map(|f| f.index).collect();
+        assert_eq!(failed, [10, 25], "{ack:?}");
+        assert!(
+            report
+                .failures
+                .iter()
+                .all(|f| f.error.kind == ErrorKind::AlreadyExists)
+        );
+        assert_eq!(report.failures[0].error.object, "tcp 192.0.2.30:4");
+        assert_eq!((report.handled, report.sends), (40, 3));
+        assert_eq!(ipvs.services().unwrap().len(), 38);
+
+        // Stop at the first failing chunk: later chunks are not sent.
+        ipvs.execute(&IpvsMessage::flush()).unwrap();
+        let stop = BatchOptions {
+            stop_at_first_error: true,
+            ..opts
+        };
+        let report = ipvs.batch(&msgs, &stop).unwrap();
+        assert_eq!(
+            (report.handled, report.not_sent, report.failures.len()),
+            (16, 24, 1)
+        );
+    }
+}
+
+#[test]
+fn timeouts_info_zero_flush_and_sync_daemon() {
+    let ns = TestNs::new("sys-misc").unwrap();
+    ns.run("ip", &["link", "add", "sync0", "type", "dummy"])
+        .unwrap();
+    ns.run("ip", &["link", "set", "sync0", "up"]).unwrap();
+    let mut ipvs = socket(&ns);
+    let info = ipvs.info().unwrap();
+    assert!(info.ipvs_version().is_some());
+    ipvs.execute(&IpvsMessage::set_config(Some(900), Some(120), Some(300)))
+        .unwrap();
+    assert_eq!(ipvs.timeouts().unwrap(), (900, 120, 300));
+    assert!(
+        ns.run("ipvsadm", &["-L", "--timeout"])
+            .unwrap()
+            .contains("900 120 300")
+    );
+
+    let svc = tcp("192.0.2.40:80").with_config("rr", ServiceFlags::EMPTY, 0);
+    ipvs.execute(&IpvsMessage::new_service(svc.clone()))
+        .unwrap();
+    ipvs.execute(&IpvsMessage::zero(Some(svc.key()))).unwrap();
+    ipvs.execute(&IpvsMessage::zero(None)).unwrap();
+    assert_eq!(
+        ipvs.service(&svc).unwrap().sched_name.as_deref(),
+        Some("rr")
+    );
+
+    let daemon = DaemonAttrs {
+        state: Some(DaemonState::MASTER),
+        mcast_ifn: Some("sync0".into()),
+        sync_id: Some(5),
+        sync_maxlen: Some(1400),
+        mcast_group: Some("239.1.2.3".parse().unwrap()),
+        mcast_port: Some(8849),
+        mcast_ttl: Some(2),
+        ..DaemonAttrs::default()
+    };
+    ipvs.execute(&IpvsMessage::new_daemon(daemon.clone()))
+        .unwrap();
+    let running = ipvs.daemons().unwrap();
+    assert_eq!(running.len(), 1);
+    let d = &running[0];
+    assert_eq!(
+        (d.state, d.mcast_ifn.as_deref(), d.sync_id),
+        (Some(DaemonState::MASTER), Some("sync0"), Some(5))
+    );
+    assert_eq!((d.mcast_port, d.mcast_ttl), (Some(8849), Some(2)));
+    assert!(
+        ns.run("ipvsadm", &["-L", "--daemon"])
+            .unwrap()
+            .contains("master sync daemon (mcast=sync0, syncid=5")
+    );
+    ipvs.execute(&IpvsMessage::del_daemon(daemon)).unwrap();
+    assert!(ipvs.daemons().unwrap().is_empty());
+
+    ipvs.execute(&IpvsMessage::flush()).unwrap();
+    assert!(ipvs.services().unwrap().is_empty());
+    assert!(saved(&ns).is_empty());
+}
