@@ -15,6 +15,60 @@
 //!    gratuitous ARPs / unsolicited NAs, run notify hooks, arm and cancel
 //!    timers.
 //!
+//! # Driving it from the daemon
+//!
+//! **Sockets.** Raw IP sockets for protocol [`IP_PROTOCOL`] (112), bound to
+//! the interface, joined to [`IPV4_MULTICAST`] / [`IPV6_MULTICAST`] for
+//! multicast instances. Send with TTL / hop limit [`TTL`] (255; for IPv4
+//! also `IP_MULTICAST_TTL`, for IPv6 `IPV6_MULTICAST_HOPS`) and TOS /
+//! traffic class [`TOS`] (0xc0), like keepalived. The source must be the
+//! instance's [`InstanceConfig::primary_address`] (IPv6: a link-local
+//! address): it is in the VRRPv3 pseudo-header checksum and it breaks
+//! priority ties. On IPv6, `IPV6_CHECKSUM` with offset 6 makes the kernel
+//! compute and verify the same checksum we do, which is harmless. Turn
+//! multicast loopback off, or rely on [`DropReason::FromSelf`].
+//!
+//! **Receiving.** Give [`Instance::receive`] the VRRP payload (IPv4: skip
+//! `IHL * 4` bytes of the header a raw socket delivers; IPv6: the payload)
+//! and an [`RxMeta`] with the IP source, the IP destination (IPv6:
+//! `IPV6_RECVPKTINFO`) and the TTL / hop limit (IPv6:
+//! `IPV6_RECVHOPLIMIT`). [`packet::peek`] reads the VRID to find the
+//! instance. Log the [`DropReason`] of dropped packets and the
+//! [`Warning`]s of accepted ones, then pass [`Received::into_event`] to
+//! [`Instance::handle`]. keepalived's IPsec AH (IP protocol 51) is not
+//! supported; such adverts never reach a protocol-112 socket.
+//!
+//! **Sending.** [`Action::SendAdvert`] carries the advert; encode it with
+//! [`Instance::encode`] once per destination: the multicast group, or each
+//! of [`InstanceConfig::unicast_peers`] (the VRRPv3 pseudo-header contains
+//! the destination). Send errors (interface down) are only worth a log
+//! line: the state machine does not need to know.
+//!
+//! **Timers.** [`Action::ArmTimer`] gives an absolute deadline on the
+//! caller's clock and replaces any earlier deadline of the same
+//! [`Timer`]; [`Action::CancelTimer`] stops it. When a deadline passes,
+//! feed [`Event::TimerFired`] with a `now` at or after it. Early, stale or
+//! duplicate firings are ignored, so a sloppy timer wheel is safe.
+//!
+//! **Addresses and neighbours.** [`Action::AddAddresses`] /
+//! [`Action::RemoveAddresses`] are rtnetlink address changes on the
+//! interface; do them in order, before the gratuitous ARPs that follow.
+//! [`Action::SendGratuitous`] asks for `repeat` gratuitous ARPs (IPv4) or
+//! unsolicited neighbour advertisements with the router and override flags
+//! (IPv6) per address; spacing them (keepalived's `garp_interval`) is the
+//! daemon's choice. Send them from [`virtual_mac`] when using a VMAC
+//! interface, otherwise from the interface's MAC as keepalived does
+//! without `use_vmac`.
+//!
+//! **Tracking and notify.** The daemon computes the effective priority
+//! from tracked scripts and interfaces and sends [`Event::PriorityChanged`];
+//! a tracked object that must fault the instance maps to
+//! [`Event::InterfaceDown`] / [`Event::InterfaceUp`]. [`Action::Notify`]
+//! runs the notify hooks (`State::Initialize` means stopped). On SIGTERM
+//! feed [`Event::Shutdown`] and carry out its actions (priority 0 advert,
+//! then address removal) before exiting. Sync groups: put the instances in
+//! a [`SyncGroup`] and route their events through it.
+//!
 //! ```
 //! use vrrp_proto::{Action, Event, Instance, InstanceConfig, State, Time, Version};
 //!
