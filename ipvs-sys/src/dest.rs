@@ -23,6 +23,12 @@ pub const MAX_WEIGHT: u32 = i32::MAX as u32;
 /// (+ `addr_family`); `NEW_DEST`/`SET_DEST` also require `fwd_method`,
 /// `weight`, `u_thresh` and `l_thresh`.
 ///
+/// Attribute order: next to a service nest (requests) the destination is
+/// written as ipvsadm writes it (`ADDR_FAMILY` first); alone (`GET_DEST`
+/// dump entries) as the kernel writes it (`ADDR_FAMILY` after the
+/// connection counters). Both kinds of captured traffic thus re-encode byte
+/// for byte.
+///
 /// Wire quirks handled here:
 /// * `port` and `tun_port` are host-order `u16` here, network order on the
 ///   wire; `tun_flags` is host order on the wire;
@@ -193,10 +199,26 @@ impl DestAttrs {
         Ok(d)
     }
 
-    // Order of the kernel's ip_vs_genl_fill_dest(), so that dumps re-encode
-    // byte for byte. (ipvsadm puts ADDR_FAMILY first; the kernel does not
-    // care about the order.)
-    pub(crate) fn visit_with_family<S: Sink>(&self, s: &mut S, hint: Option<AddressFamily>) {
+    // Two orders, so that both kinds of real traffic re-encode byte for
+    // byte: a destination next to a service nest (a request) is written in
+    // ipvsadm/libipvs order, with ADDR_FAMILY first; a destination on its
+    // own (a GET_DEST dump entry) in the order of the kernel's
+    // ip_vs_genl_fill_dest(), with ADDR_FAMILY after the connection counters.
+    // The kernel does not care about the order of what it parses.
+    pub(crate) fn visit_with_family<S: Sink>(
+        &self,
+        s: &mut S,
+        hint: Option<AddressFamily>,
+        request_order: bool,
+    ) {
+        if request_order {
+            if let Some(af) = self.addr_family {
+                s.attr(
+                    "IPVS_DEST_ATTR_ADDR_FAMILY",
+                    &U16(IPVS_DEST_ATTR_ADDR_FAMILY, af.0),
+                );
+            }
+        }
         if let Some(a) = &self.addr {
             let b = InetAddrBytes::new(a, self.family(hint));
             s.attr(
@@ -255,11 +277,13 @@ impl DestAttrs {
                 &U32(IPVS_DEST_ATTR_PERSIST_CONNS, v),
             );
         }
-        if let Some(af) = self.addr_family {
-            s.attr(
-                "IPVS_DEST_ATTR_ADDR_FAMILY",
-                &U16(IPVS_DEST_ATTR_ADDR_FAMILY, af.0),
-            );
+        if !request_order {
+            if let Some(af) = self.addr_family {
+                s.attr(
+                    "IPVS_DEST_ATTR_ADDR_FAMILY",
+                    &U16(IPVS_DEST_ATTR_ADDR_FAMILY, af.0),
+                );
+            }
         }
         if let Some(st) = &self.stats {
             s.attr("IPVS_DEST_ATTR_STATS", &Nested(IPVS_DEST_ATTR_STATS, st));
@@ -276,19 +300,22 @@ impl DestAttrs {
 
 impl AttrSet for DestAttrs {
     fn visit<S: Sink>(&self, s: &mut S) {
-        self.visit_with_family(s, None)
+        self.visit_with_family(s, None, false)
     }
 }
 
-/// A destination encoded under the family of its service.
-pub(crate) struct DestInService<'a> {
+/// A destination in a message: encoded under the family of its service,
+/// in request order when the message has a service nest.
+pub(crate) struct DestInMessage<'a> {
     pub dest: &'a DestAttrs,
     pub service_family: Option<AddressFamily>,
+    pub with_service: bool,
 }
 
-impl AttrSet for DestInService<'_> {
+impl AttrSet for DestInMessage<'_> {
     fn visit<S: Sink>(&self, s: &mut S) {
-        self.dest.visit_with_family(s, self.service_family)
+        self.dest
+            .visit_with_family(s, self.service_family, self.with_service)
     }
 }
 

@@ -7,7 +7,7 @@ use netlink_packet_generic::{GenlFamily, GenlHeader};
 
 use crate::consts::*;
 use crate::daemon::DaemonAttrs;
-use crate::dest::{DestAttrs, DestInService};
+use crate::dest::{DestAttrs, DestInMessage};
 use crate::error::{Error, Result};
 use crate::info::InfoAttrs;
 use crate::nla::{self, AttrSet, Nested, Sink, U32};
@@ -238,9 +238,10 @@ impl AttrSet for CmdAttrs {
             s.attr("IPVS_CMD_ATTR_SERVICE", &Nested(IPVS_CMD_ATTR_SERVICE, svc));
         }
         if let Some(dest) = &self.dest {
-            let d = DestInService {
+            let d = DestInMessage {
                 dest,
                 service_family: self.service_family(),
+                with_service: self.service.is_some(),
             };
             s.attr("IPVS_CMD_ATTR_DEST", &Nested(IPVS_CMD_ATTR_DEST, &d));
         }

@@ -25,6 +25,15 @@ pub(crate) const MAX_NLA_PAYLOAD: usize = u16::MAX as usize - crate::consts::NLA
 pub(crate) trait Sink {
     /// One attribute.
     fn attr<N: Nla>(&mut self, what: &'static str, nla: &N);
+
+    /// One attribute whose `nla_type` field (flag bits included) is written
+    /// verbatim. netlink-packet-core 0.9's `Nla::emit` cannot do that: it
+    /// re-reads the masked type before adding each flag, so a type with both
+    /// `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER` loses the latter. Unknown
+    /// attributes must round-trip exactly, so they take this path.
+    fn raw(&mut self, what: &'static str, kind: u16, value: &[u8]) {
+        self.attr(what, &Bytes(kind, value));
+    }
 }
 
 /// An ordered set of attributes (the payload of a nest or of a message).
@@ -87,6 +96,23 @@ impl Sink for EmitSink<'_> {
         let end = self.pos.saturating_add(len);
         if let Some(dst) = self.buf.get_mut(self.pos..end) {
             nla.emit(dst);
+        }
+        self.pos = end;
+    }
+
+    fn raw(&mut self, _what: &'static str, kind: u16, value: &[u8]) {
+        let nla_len = crate::consts::NLA_HDRLEN + value.len();
+        let end = self.pos.saturating_add(nla_len.next_multiple_of(4));
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.fill(0);
+            let len16 = u16::try_from(nla_len).unwrap_or(u16::MAX);
+            if let Some(h) = dst.get_mut(..4) {
+                h[..2].copy_from_slice(&len16.to_ne_bytes());
+                h[2..].copy_from_slice(&kind.to_ne_bytes());
+            }
+            if let Some(v) = dst.get_mut(4..nla_len) {
+                v.copy_from_slice(value);
+            }
         }
         self.pos = end;
     }
@@ -294,7 +320,7 @@ pub(crate) fn check_cstr(what: &'static str, s: &str) -> Result<()> {
 /// Emit unknown attributes verbatim (flags bits included).
 pub(crate) fn visit_unknown<S: Sink>(s: &mut S, what: &'static str, unknown: &[RawAttr]) {
     for a in unknown {
-        s.attr(what, &Bytes(a.kind, &a.value));
+        s.raw(what, a.kind, &a.value);
     }
 }
 

@@ -371,7 +371,9 @@ fn weight_is_u32_on_the_wire_with_a_signed_range() {
 #[test]
 fn unknown_attributes_are_kept_and_reemitted() {
     let unknown_svc = nla(99, &[1, 2, 3]);
-    let unknown_top = nla(0x4000 | 42, &[9; 8]); // NLA_F_NET_BYTEORDER kept
+    // Both NLA_F_NESTED and NLA_F_NET_BYTEORDER are kept (netlink-packet-core
+    // 0.9 alone would drop the second flag).
+    let unknown_top = nla(0xc000 | 42, &[9; 8]);
     let svc_nest = nla(
         IPVS_CMD_ATTR_SERVICE,
         &[nla(IPVS_SVC_ATTR_AF, &AF_INET.to_le_bytes()), unknown_svc].concat(),
@@ -389,7 +391,7 @@ fn unknown_attributes_are_kept_and_reemitted() {
     assert_eq!(
         msg.cmd_attrs().unwrap().unknown,
         vec![RawAttr {
-            kind: 0x4000 | 42,
+            kind: 0xc000 | 42,
             value: vec![9; 8]
         }]
     );
@@ -676,7 +678,8 @@ fn batch_reuses_its_allocation() {
         svc.key(),
         DestAttrs::key_of("198.51.100.7:80".parse().unwrap()).with_config(ForwardMethod::MASQ, 1),
     );
-    let mut batch = BatchEncoder::with_capacity(0x1c, 1, 64 * 1024);
+    // 500 NEW_DEST requests of 140 bytes fit in 128 KiB.
+    let mut batch = BatchEncoder::with_capacity(0x1c, 1, 128 * 1024);
     let ptr = batch.as_bytes().as_ptr();
     for round in 0..3 {
         for _ in 0..500 {

@@ -254,7 +254,7 @@ fn table() -> Vec<(&'static str, Check)> {
             "ipvsadm_add_dest_route",
             Check::Request {
                 msg: IpvsMessage::new_dest(ipvsadm_service("wlc"), dest_route()),
-                exact: false,
+                exact: true,
             },
         ),
         (

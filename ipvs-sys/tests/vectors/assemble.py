@@ -150,15 +150,17 @@ def dest_cfg(order):
     }
     return N(2, "IPVS_CMD_ATTR_DEST", *[attrs[k] for k in order])
 
-write("new_dest_route", "NEW_DEST 198.51.100.7:8080 -g -w 1 into tcp 192.0.2.10:80 (kernel attribute order)",
-      [Msg(FAMILY, REQ_ACK, 4, 0, "request", 5, [svc_key(), dest_cfg(["addr", "port", "fwd", "weight", "u", "l", "af"])])])
-# 4b. the same as ipvsadm orders it (ADDR_FAMILY first, full service); decode-only
+# Requests carry the destination in libipvs order (ADDR_FAMILY first).
+write("new_dest_route", "NEW_DEST 198.51.100.7:8080 -g -w 1 into tcp 192.0.2.10:80 (service key only)",
+      [Msg(FAMILY, REQ_ACK, 4, 0, "request", 5, [svc_key(), dest_cfg(["af", "addr", "port", "fwd", "weight", "u", "l"])])])
+# 4b. the same as ipvsadm sends it (full service with its default scheduler)
 write("ipvsadm_add_dest_route", "ipvsadm -a -t 192.0.2.10:80 -r 198.51.100.7:8080 -g -w 1 (ipvsadm attribute order, full service)",
       [Msg(FAMILY, REQ_ACK, 4, 0, "request", 5, [ipvsadm_service("wlc"), dest_cfg(["af", "addr", "port", "fwd", "weight", "u", "l"])])])
 
-# 5. SET_DEST with GUE tunnel, IPv6 destination in an IPv4 service, no ADDR_FAMILY hint needed
+# 5. SET_DEST with GUE tunnel, IPv6 destination in an IPv4 service (libipvs order)
 write("set_dest_gue6", "SET_DEST [2001:db8::7]:0 tunnel GUE port 6080 csum, weight 2147483647",
       [Msg(FAMILY, REQ_ACK, 5, 0, "request", 6, [svc_key(), N(2, "IPVS_CMD_ATTR_DEST",
+            u16a(11, "IPVS_DEST_ATTR_ADDR_FAMILY", 10),
             A(1, "IPVS_DEST_ATTR_ADDR", bytes.fromhex("20010db8000000000000000000000007"), "2001:db8::7"),
             be16a(2, "IPVS_DEST_ATTR_PORT", 0),
             u32a(3, "IPVS_DEST_ATTR_FWD_METHOD", 2),
@@ -167,8 +169,7 @@ write("set_dest_gue6", "SET_DEST [2001:db8::7]:0 tunnel GUE port 6080 csum, weig
             be16a(14, "IPVS_DEST_ATTR_TUN_PORT", 6080),
             u16a(15, "IPVS_DEST_ATTR_TUN_FLAGS", 1),
             u32a(5, "IPVS_DEST_ATTR_U_THRESH", 100),
-            u32a(6, "IPVS_DEST_ATTR_L_THRESH", 10),
-            u16a(11, "IPVS_DEST_ATTR_ADDR_FAMILY", 10))])])
+            u32a(6, "IPVS_DEST_ATTR_L_THRESH", 10))])])
 
 # 6. DEL_DEST, dest without ADDR_FAMILY (service family applies)
 write("del_dest_no_af", "DEL_DEST 198.51.100.7:8080 without IPVS_DEST_ATTR_ADDR_FAMILY (service AF_INET applies)",
