@@ -193,8 +193,12 @@ pub enum Event {
     PriorityChanged(u8),
     /// Stop the instance (RFC "Shutdown event").
     Shutdown,
-    /// New configuration. If VRID, version or family change the instance
-    /// restarts; otherwise it is applied in place.
+    /// New configuration. If the VRID, version, family or primary address
+    /// change, the instance restarts (a master says goodbye with priority 0
+    /// under the old identity). Otherwise it is applied in place: a master
+    /// adds and removes the changed addresses and advertises at once. A
+    /// changed base priority resets the effective priority to it; the
+    /// daemon re-sends [`Event::PriorityChanged`] if tracking adjusts it.
     ConfigChanged(Box<ValidConfig>),
     /// A sync group command.
     Sync(SyncCommand),
