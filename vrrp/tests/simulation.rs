@@ -198,9 +198,7 @@ proptest! {
         let mut lan = Lan::new(&prios, version, interval, preempt);
         // Partition: only routers on side A see each other; the others are
         // cut off individually.
-        for i in 0..n {
-            lan.connected[i] = side[i];
-        }
+        lan.connected.copy_from_slice(&side[..n]);
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|i| starts[*i]);
         for i in order {
