@@ -7,7 +7,7 @@
 
 use crate::message::IpvsMessage;
 use crate::reply::{NetlinkError, Replies, ReplyPayload};
-use netlink_packet_core::NLM_F_DUMP_INTR;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP_INTR};
 
 /// Which requests of a chunk ask the kernel for an acknowledgement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -61,6 +61,52 @@ pub struct ReplyDecodeError {
     pub source: crate::Error,
 }
 
+/// Encodes requests from the start of `msgs` into `buf` (cleared first) for one
+/// `sendmsg`: at most `max_count` of them, and no more than `max_bytes` unless the first
+/// alone is larger. Request `i` gets sequence number `first_seq + i`. With
+/// [`AckMode::LastOfChunk`] only the last request asks for an ACK (dumps always answer).
+/// Each request is encoded once, straight into the buffer.
+///
+/// Returns how many requests were encoded, or the index of the request that could not
+/// be encoded and why.
+pub fn encode_chunk(
+    buf: &mut Vec<u8>,
+    msgs: &[IpvsMessage],
+    family_id: u16,
+    first_seq: u32,
+    max_count: usize,
+    max_bytes: usize,
+    ack: AckMode,
+) -> Result<usize, (usize, crate::Error)> {
+    buf.clear();
+    let mut count = 0;
+    let mut last = None;
+    for (i, m) in msgs.iter().take(max_count.max(1)).enumerate() {
+        let mut flags = m.request_flags();
+        if ack == AckMode::LastOfChunk && !m.is_dump() {
+            flags &= !NLM_F_ACK;
+        }
+        let before = buf.len();
+        let seq = first_seq.wrapping_add(u32::try_from(i).unwrap_or(u32::MAX));
+        let range =
+            crate::batch::encode_request(buf, m, family_id, seq, flags).map_err(|e| (i, e))?;
+        if buf.len() > max_bytes && count > 0 {
+            buf.truncate(before);
+            break;
+        }
+        count += 1;
+        last = Some((range.start, m.is_dump()));
+    }
+    if let (AckMode::LastOfChunk, Some((start, false))) = (ack, last) {
+        // nlmsg_flags of the last request: bytes 6..8 of its header, host order.
+        if let Some(f) = buf.get_mut(start + 6..start + 8) {
+            let flags = u16::from_ne_bytes([f[0], f[1]]) | NLM_F_ACK;
+            f.copy_from_slice(&flags.to_ne_bytes());
+        }
+    }
+    Ok(count)
+}
+
 impl Chunk {
     /// A chunk of `count` requests numbered `first_seq..first_seq + count`.
     pub fn new(first_seq: u32, count: usize, ack: AckMode) -> Self {
@@ -71,16 +117,6 @@ impl Chunk {
             ack,
             interrupted: false,
             stray: 0,
-        }
-    }
-
-    /// The `nlmsg_flags` for request `index` of a chunk of `count` requests.
-    pub fn flags(msg: &IpvsMessage, index: usize, count: usize, ack: AckMode) -> u16 {
-        let flags = msg.request_flags();
-        if msg.is_dump() || ack == AckMode::EveryMessage || index + 1 == count {
-            flags
-        } else {
-            flags & !netlink_packet_core::NLM_F_ACK
         }
     }
 
@@ -207,27 +243,38 @@ mod tests {
         assert!(matches!(&outcomes[1], Outcome::Failed(e) if e.errno == libc::ENOENT));
     }
 
+    fn flags_of(buf: &[u8]) -> Vec<(u32, u16)> {
+        crate::reply::Replies::new(buf, 0x20)
+            .map(|r| r.unwrap().header)
+            .map(|h| (h.seq, h.flags))
+            .collect()
+    }
+
     #[test]
-    fn ack_flag_only_on_the_last_request() {
-        let flush = IpvsMessage::flush();
-        let dump = IpvsMessage::dump_services();
-        let ack_bit = netlink_packet_core::NLM_F_ACK;
-        assert_eq!(
-            Chunk::flags(&flush, 0, 3, AckMode::LastOfChunk) & ack_bit,
-            0
-        );
-        assert_ne!(
-            Chunk::flags(&flush, 2, 3, AckMode::LastOfChunk) & ack_bit,
-            0
-        );
-        assert_ne!(
-            Chunk::flags(&flush, 0, 3, AckMode::EveryMessage) & ack_bit,
-            0
-        );
-        assert_eq!(
-            Chunk::flags(&dump, 0, 3, AckMode::LastOfChunk),
-            dump.request_flags()
-        );
+    fn ack_flag_only_on_the_last_request_of_a_chunk() {
+        let msgs = vec![IpvsMessage::flush(); 5];
+        let mut buf = Vec::new();
+        let n = encode_chunk(&mut buf, &msgs, 0x20, 7, 3, 1 << 20, AckMode::LastOfChunk).unwrap();
+        assert_eq!(n, 3);
+        // NLM_F_REQUEST = 1, NLM_F_ACK = 4.
+        assert_eq!(flags_of(&buf), [(7, 1), (8, 1), (9, 5)]);
+        let n = encode_chunk(&mut buf, &msgs, 0x20, 7, 3, 1 << 20, AckMode::EveryMessage).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(flags_of(&buf), [(7, 5), (8, 5), (9, 5)]);
+    }
+
+    #[test]
+    fn chunk_stops_at_the_byte_limit_but_always_takes_one() {
+        let msgs = vec![IpvsMessage::flush(); 5]; // 20 bytes each
+        let mut buf = Vec::new();
+        let n = encode_chunk(&mut buf, &msgs, 0x20, 1, 100, 45, AckMode::LastOfChunk).unwrap();
+        assert_eq!((n, buf.len()), (2, 40));
+        assert_eq!(flags_of(&buf), [(1, 1), (2, 5)]);
+        let n = encode_chunk(&mut buf, &msgs, 0x20, 1, 100, 3, AckMode::LastOfChunk).unwrap();
+        assert_eq!(n, 1);
+        let dump = [IpvsMessage::dump_services()];
+        encode_chunk(&mut buf, &dump, 0x20, 1, 100, 1 << 20, AckMode::LastOfChunk).unwrap();
+        assert_eq!(flags_of(&buf), [(1, dump[0].request_flags())]);
     }
 
     #[test]

@@ -319,30 +319,43 @@ impl IpvsSocket {
         }
     }
 
-    /// Sends `msgs` as one chunk and waits for its replies.
+    /// Sends requests from the start of `msgs` as one chunk (at most `max_count`, and
+    /// at most the socket's send size) and waits for their replies. Returns the chunk
+    /// and how many requests it holds.
     fn exchange(
         &mut self,
         msgs: &[IpvsMessage],
+        max_count: usize,
+        max_bytes: usize,
         ack: AckMode,
         op: &'static str,
-    ) -> Result<Chunk, TransportError> {
-        let first = self.next_seq(msgs.len());
-        self.send_buf.clear();
-        for (i, m) in msgs.iter().enumerate() {
-            let seq = first.wrapping_add(u32::try_from(i).unwrap_or(u32::MAX));
-            let flags = Chunk::flags(m, i, msgs.len(), ack);
-            crate::batch::encode_request(&mut self.send_buf, m, self.family_id, seq, flags)
-                .map_err(|source| TransportError::Encode {
-                    op: error::operation(m.command),
-                    object: error::describe(m),
+    ) -> Result<(Chunk, usize), TransportError> {
+        let first = self.seq;
+        let mut buf = std::mem::take(&mut self.send_buf);
+        let encoded = exchange::encode_chunk(
+            &mut buf,
+            msgs,
+            self.family_id,
+            first,
+            max_count,
+            max_bytes.min(self.max_send),
+            ack,
+        );
+        let sent = match encoded {
+            Ok(count) => self.send(&buf, op).map(|()| count),
+            Err((i, source)) => {
+                let m = msgs.get(i);
+                Err(TransportError::Encode {
+                    op: m.map_or(op, |m| error::operation(m.command)),
+                    object: m.map(error::describe).unwrap_or_default(),
                     source,
-                })?;
-        }
-        let buf = std::mem::take(&mut self.send_buf);
-        let sent = self.send(&buf, op);
+                })
+            }
+        };
         self.send_buf = buf;
-        sent?;
-        let mut chunk = Chunk::new(first, msgs.len(), ack);
+        let count = sent?;
+        self.next_seq(count);
+        let mut chunk = Chunk::new(first, count, ack);
         let deadline = Instant::now() + self.timeout;
         while !chunk.is_complete() {
             let n = self.recv(deadline, op)?;
@@ -351,14 +364,25 @@ impl IpvsSocket {
                 .on_datagram(data, self.family_id)
                 .map_err(|source| TransportError::Decode { op, source })?;
         }
+        Ok((chunk, count))
+    }
+
+    /// Sends one request and waits for all of its replies.
+    fn exchange_one(&mut self, msg: &IpvsMessage) -> Result<Chunk, TransportError> {
+        let op = error::operation(msg.command);
+        let (chunk, _) = self.exchange(
+            std::slice::from_ref(msg),
+            1,
+            usize::MAX,
+            AckMode::EveryMessage,
+            op,
+        )?;
         Ok(chunk)
     }
 
     /// Sends one request that changes state and waits for its ACK.
     pub fn execute(&mut self, msg: &IpvsMessage) -> Result<(), TransportError> {
-        let op = error::operation(msg.command);
-        let chunk = self.exchange(std::slice::from_ref(msg), AckMode::EveryMessage, op)?;
-        let (outcomes, _) = chunk.finish();
+        let (outcomes, _) = self.exchange_one(msg)?.finish();
         match outcomes.into_iter().next() {
             Some(Outcome::Failed(e)) => Err(KernelError::new(msg, &e).into()),
             _ => Ok(()),
@@ -368,8 +392,7 @@ impl IpvsSocket {
     /// Sends one non-dump `GET_*` request and returns its data reply.
     pub fn get(&mut self, msg: &IpvsMessage) -> Result<IpvsMessage, TransportError> {
         let op = error::operation(msg.command);
-        let chunk = self.exchange(std::slice::from_ref(msg), AckMode::EveryMessage, op)?;
-        let (outcomes, data) = chunk.finish();
+        let (outcomes, data) = self.exchange_one(msg)?.finish();
         if let Some(Outcome::Failed(e)) = outcomes.into_iter().next() {
             return Err(KernelError::new(msg, &e).into());
         }
@@ -387,7 +410,7 @@ impl IpvsSocket {
     pub fn dump(&mut self, msg: &IpvsMessage) -> Result<Vec<IpvsMessage>, TransportError> {
         let op = error::operation(msg.command);
         for _ in 0..DUMP_ATTEMPTS {
-            let chunk = self.exchange(std::slice::from_ref(msg), AckMode::EveryMessage, op)?;
+            let chunk = self.exchange_one(msg)?;
             if chunk.interrupted() {
                 continue;
             }
@@ -412,55 +435,28 @@ impl IpvsSocket {
     ) -> Result<BatchReport, TransportError> {
         let mut report = BatchReport::default();
         let mut start = 0;
-        while start < msgs.len() {
-            let end = self.chunk_end(msgs, start, opts)?;
-            let chunk_msgs = msgs.get(start..end).unwrap_or_default();
-            let chunk = self.exchange(chunk_msgs, opts.ack, "batch")?;
+        while let Some(rest) = msgs.get(start..).filter(|r| !r.is_empty()) {
+            let (chunk, count) =
+                self.exchange(rest, opts.chunk, opts.chunk_bytes, opts.ack, "batch")?;
             report.sends += 1;
-            report.handled += chunk_msgs.len();
+            report.handled += count;
             let (outcomes, _) = chunk.finish();
             let before = report.failures.len();
             for (i, o) in outcomes.into_iter().enumerate() {
-                if let (Outcome::Failed(e), Some(m)) = (o, chunk_msgs.get(i)) {
+                if let (Outcome::Failed(e), Some(m)) = (o, rest.get(i)) {
                     report.failures.push(BatchFailure {
                         index: start + i,
                         error: KernelError::new(m, &e),
                     });
                 }
             }
-            start = end;
+            start += count;
             if opts.stop_at_first_error && report.failures.len() > before {
                 report.not_sent = msgs.len() - start;
                 break;
             }
         }
         Ok(report)
-    }
-
-    fn chunk_end(
-        &self,
-        msgs: &[IpvsMessage],
-        start: usize,
-        opts: &BatchOptions,
-    ) -> Result<usize, TransportError> {
-        let mut bytes = 0;
-        let mut end = start;
-        let limit = opts.chunk_bytes.min(self.max_send);
-        for m in msgs.iter().skip(start).take(opts.chunk.max(1)) {
-            let len = crate::batch::encoded_len(m)
-                .map_err(|source| TransportError::Encode {
-                    op: error::operation(m.command),
-                    object: error::describe(m),
-                    source,
-                })?
-                .next_multiple_of(4);
-            if end > start && bytes + len > limit {
-                break;
-            }
-            bytes += len;
-            end += 1;
-        }
-        Ok(end)
     }
 
     /// Every service, with its statistics.

@@ -1,0 +1,352 @@
+//! `ipvs-bench`: programs and dumps a large IPVS table with ipvsadm and with ipvs-sys,
+//! side by side, each run in a fresh network namespace. Needs root and IPVS: run it in
+//! the lab (see BENCHMARKS.md for the command and the results).
+
+use clap::Parser;
+use ipvs_integration::netns::TestNs;
+use ipvs_sys::transport::{AckMode, BatchOptions, IpvsSocket};
+use ipvs_sys::{
+    DestAttrs, ForwardMethod, IpvsMessage, Protocol, ServiceAttrs, ServiceFlags, encode_request,
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Create and dump a large IPVS table: ipvsadm vs ipvs-sys")]
+struct Args {
+    /// TCP services to create.
+    #[arg(long, default_value_t = 10_000)]
+    services: u32,
+    /// NAT destinations per service.
+    #[arg(long, default_value_t = 10)]
+    dests: u32,
+    /// Requests per sendmsg on the batched paths.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn main() -> Result<(), BoxError> {
+    let a = Args::parse();
+    let total = a.services * (1 + a.dests);
+    println!(
+        "# ipvs-bench: {} services x {} destinations = {total} messages, kernel {}",
+        a.services,
+        a.dests,
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+    );
+    let msgs = messages(&a);
+
+    // (a) ipvsadm -R, then ipvsadm -Ln on that table.
+    let ns = TestNs::new("bench-ipvsadm")?;
+    let script = restore_script(&a);
+    let t = Instant::now();
+    ns.run_with_input("ipvsadm", &["-R"], &script)?;
+    let ipvsadm_restore = t.elapsed();
+    let t = Instant::now();
+    let listing = ns.run("ipvsadm", &["-L", "-n"])?;
+    let ipvsadm_list = t.elapsed();
+    check_count(
+        listing
+            .lines()
+            .filter(|l| l.contains("->") && l.contains("Masq"))
+            .count(),
+        a.services * a.dests,
+        "ipvsadm -Ln destinations",
+    )?;
+    drop(ns);
+
+    // (b) ipvs-sys, one request per ACK.
+    let ns = TestNs::new("bench-single")?;
+    let mut ipvs = socket(&ns)?;
+    let t = Instant::now();
+    for m in &msgs {
+        ipvs.execute(m)?;
+    }
+    let single = t.elapsed();
+    drop(ipvs);
+    drop(ns);
+
+    // Raw limits: pre-encoded messages, only send and receive timed.
+    let raw_every = raw_create(&msgs, a.batch, AckMode::EveryMessage)?;
+    let raw_last = raw_create(&msgs, a.batch, AckMode::LastOfChunk)?;
+
+    // (c) ipvs-sys batched, encoding included; then the dumps on that table.
+    let ns = TestNs::new("bench-batch")?;
+    let mut ipvs = socket(&ns)?;
+    let opts = BatchOptions {
+        chunk: a.batch,
+        ack: AckMode::LastOfChunk,
+        ..BatchOptions::default()
+    };
+    let t = Instant::now();
+    let report = ipvs.batch(&msgs, &opts)?;
+    let batched = t.elapsed();
+    if !report.failures.is_empty() {
+        return Err(format!(
+            "batch: {} failures, first: {}",
+            report.failures.len(),
+            report.failures[0].error
+        )
+        .into());
+    }
+    let t = Instant::now();
+    let services = ipvs.services()?;
+    let mut n_dests = 0;
+    for s in &services {
+        n_dests += ipvs.destinations(s)?.len();
+    }
+    let typed_dump = t.elapsed();
+    check_count(n_dests, a.services * a.dests, "typed dump destinations")?;
+    let raw_dump = raw_dump(&ns, ipvs.family_id(), &services)?;
+    let t = Instant::now();
+    ns.run("ipvsadm", &["-L", "-n"])?;
+    let ipvsadm_list_same = t.elapsed();
+    drop(ipvs);
+    drop(ns);
+
+    let s = |d: Duration| format!("{:.3} s", d.as_secs_f64());
+    let x = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    let mut out = String::new();
+    writeln!(
+        out,
+        "| create {total} messages | time | vs raw limit | faster than ipvsadm -R |"
+    )?;
+    writeln!(out, "| --- | --- | --- | --- |")?;
+    writeln!(
+        out,
+        "| ipvsadm -R | {} | {:.2}x | 1.0x |",
+        s(ipvsadm_restore),
+        x(ipvsadm_restore, raw_last)
+    )?;
+    writeln!(
+        out,
+        "| ipvs-sys, one request per ACK | {} | {:.2}x | {:.1}x |",
+        s(single),
+        x(single, raw_last),
+        x(ipvsadm_restore, single)
+    )?;
+    writeln!(
+        out,
+        "| raw, pre-encoded, {} per sendmsg, ACK every message | {} | {:.2}x | {:.1}x |",
+        a.batch,
+        s(raw_every),
+        x(raw_every, raw_last),
+        x(ipvsadm_restore, raw_every)
+    )?;
+    writeln!(
+        out,
+        "| raw, pre-encoded, {} per sendmsg, ACK last (the limit) | {} | 1.00x | {:.1}x |",
+        a.batch,
+        s(raw_last),
+        x(ipvsadm_restore, raw_last)
+    )?;
+    writeln!(
+        out,
+        "| **ipvs-sys batched** (encoding included) | **{}** | **{:.2}x** | **{:.1}x** |",
+        s(batched),
+        x(batched, raw_last),
+        x(ipvsadm_restore, batched)
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| dump the whole table | time | vs raw dump | faster than ipvsadm -Ln |"
+    )?;
+    writeln!(out, "| --- | --- | --- | --- |")?;
+    writeln!(
+        out,
+        "| ipvsadm -L -n (table from ipvsadm -R) | {} | {:.2}x | 1.0x |",
+        s(ipvsadm_list),
+        x(ipvsadm_list, raw_dump)
+    )?;
+    writeln!(
+        out,
+        "| ipvsadm -L -n (table from the batch) | {} | {:.2}x | - |",
+        s(ipvsadm_list_same),
+        x(ipvsadm_list_same, raw_dump)
+    )?;
+    writeln!(
+        out,
+        "| raw dump (requests and replies, no decoding) | {} | 1.00x | {:.1}x |",
+        s(raw_dump),
+        x(ipvsadm_list_same, raw_dump)
+    )?;
+    writeln!(
+        out,
+        "| **ipvs-sys typed dump** (decoded) | **{}** | **{:.2}x** | **{:.1}x** |",
+        s(typed_dump),
+        x(typed_dump, raw_dump),
+        x(ipvsadm_list_same, typed_dump)
+    )?;
+    print!("{out}");
+    Ok(())
+}
+
+fn socket(ns: &TestNs) -> Result<IpvsSocket, BoxError> {
+    let mut s = IpvsSocket::open_in_netns(format!("/run/netns/{}", ns.name()))?;
+    s.set_timeout(Duration::from_secs(120));
+    Ok(s)
+}
+
+fn check_count(got: usize, want: u32, what: &str) -> Result<(), BoxError> {
+    if got == want as usize {
+        Ok(())
+    } else {
+        Err(format!("{what}: {got}, expected {want}").into())
+    }
+}
+
+fn vip(i: u32) -> SocketAddrV4 {
+    // 10,000 services: 100 addresses x 100 ports, all in 198.18.0.0/15 (benchmarking).
+    SocketAddrV4::new(
+        Ipv4Addr::new(198, 18, (i / 100 / 256) as u8, (i / 100 % 256) as u8),
+        1000 + (i % 100) as u16,
+    )
+}
+
+fn rip(i: u32, j: u32) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        Ipv4Addr::new(198, 19, (i % 250) as u8, 1 + j as u8),
+        8000 + (i / 250) as u16,
+    )
+}
+
+fn messages(a: &Args) -> Vec<IpvsMessage> {
+    let mut v = Vec::with_capacity((a.services * (1 + a.dests)) as usize);
+    for i in 0..a.services {
+        let svc = ServiceAttrs::addr_key(Protocol::TCP, vip(i).into()).with_config(
+            "wlc",
+            ServiceFlags::EMPTY,
+            0,
+        );
+        let key = svc.key();
+        v.push(IpvsMessage::new_service(svc));
+        for j in 0..a.dests {
+            let d = DestAttrs::key_of(rip(i, j).into()).with_config(ForwardMethod::MASQ, 1);
+            v.push(IpvsMessage::new_dest(key.clone(), d));
+        }
+    }
+    v
+}
+
+fn restore_script(a: &Args) -> String {
+    let mut s = String::new();
+    for i in 0..a.services {
+        let _ = writeln!(s, "-A -t {} -s wlc", vip(i));
+        for j in 0..a.dests {
+            let _ = writeln!(s, "-a -t {} -r {} -m -w 1", vip(i), rip(i, j));
+        }
+    }
+    s
+}
+
+/// A bare generic-netlink socket in `ns`, for the raw measurements.
+fn raw_socket(ns: &TestNs) -> Result<Socket, BoxError> {
+    let sock = ns.enter(|| -> Result<Socket, std::io::Error> {
+        let mut s = Socket::new(NETLINK_GENERIC)?;
+        s.bind_auto()?;
+        s.connect(&SocketAddr::new(0, 0))?;
+        s.set_cap_ack(true)?;
+        Ok(s)
+    })??;
+    let fd = std::os::fd::AsFd::as_fd(&sock);
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20))?;
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBufForce, &(8 << 20))?;
+    Ok(sock)
+}
+
+/// Creates the table from pre-encoded chunks; times only sending and receiving.
+fn raw_create(msgs: &[IpvsMessage], batch: usize, ack: AckMode) -> Result<Duration, BoxError> {
+    let ns = TestNs::new("bench-raw")?;
+    let family = socket(&ns)?.family_id();
+    let sock = raw_socket(&ns)?;
+    let mut chunks = Vec::new();
+    let mut seq = 1u32;
+    for part in msgs.chunks(batch) {
+        let mut buf = Vec::new();
+        for (i, m) in part.iter().enumerate() {
+            let last = i + 1 == part.len();
+            let flags = if ack == AckMode::EveryMessage || last {
+                m.request_flags()
+            } else {
+                m.request_flags() & !netlink_packet_core::NLM_F_ACK
+            };
+            encode_request(&mut buf, m, family, seq, flags)?;
+            seq += 1;
+        }
+        let wait = if ack == AckMode::EveryMessage {
+            part.len()
+        } else {
+            1
+        };
+        chunks.push((buf, wait));
+    }
+    let mut rbuf = vec![0u8; 256 * 1024];
+    let t = Instant::now();
+    for (buf, wait) in &chunks {
+        sock.send(buf, 0)?;
+        let mut got = 0;
+        while got < *wait {
+            let n = sock.recv(&mut &mut rbuf[..], 0)?;
+            // Count final replies (NLMSG_ERROR) in the datagram; an errno is a failure.
+            let mut pos = 0;
+            while pos + 20 <= n {
+                let len = u32::from_ne_bytes(rbuf[pos..pos + 4].try_into()?) as usize;
+                let kind = u16::from_ne_bytes(rbuf[pos + 4..pos + 6].try_into()?);
+                if kind == 2 {
+                    let err = i32::from_ne_bytes(rbuf[pos + 16..pos + 20].try_into()?);
+                    if err != 0 {
+                        return Err(format!("raw create: errno {}", -err).into());
+                    }
+                    got += 1;
+                }
+                pos += len.max(16).next_multiple_of(4);
+            }
+        }
+    }
+    Ok(t.elapsed())
+}
+
+/// The whole table's dump (services, then each service's destinations), requests and
+/// replies only: nothing decoded.
+fn raw_dump(ns: &TestNs, family: u16, services: &[ServiceAttrs]) -> Result<Duration, BoxError> {
+    let sock = raw_socket(ns)?;
+    let mut reqs = Vec::with_capacity(services.len() + 1);
+    let mut buf = Vec::new();
+    encode_request(
+        &mut buf,
+        &IpvsMessage::dump_services(),
+        family,
+        1,
+        IpvsMessage::dump_services().request_flags(),
+    )?;
+    reqs.push(buf);
+    for (i, s) in services.iter().enumerate() {
+        let m = IpvsMessage::dump_dests(s.key());
+        let mut buf = Vec::new();
+        encode_request(&mut buf, &m, family, 2 + i as u32, m.request_flags())?;
+        reqs.push(buf);
+    }
+    let mut rbuf = vec![0u8; 256 * 1024];
+    let t = Instant::now();
+    for r in &reqs {
+        sock.send(r, 0)?;
+        'recv: loop {
+            let n = sock.recv(&mut &mut rbuf[..], 0)?;
+            let mut pos = 0;
+            while pos + 16 <= n {
+                let len = u32::from_ne_bytes(rbuf[pos..pos + 4].try_into()?) as usize;
+                let kind = u16::from_ne_bytes(rbuf[pos + 4..pos + 6].try_into()?);
+                if kind == 3 || kind == 2 {
+                    break 'recv;
+                }
+                pos += len.max(16).next_multiple_of(4);
+            }
+        }
+    }
+    Ok(t.elapsed())
+}
