@@ -308,7 +308,10 @@ impl AttrSet for MessageAttrs {
 /// assert!(!msg.is_dump());
 /// let mut buf = Vec::new();
 /// ipvs_sys::encode_request(&mut buf, &msg, 0x1c, 1, msg.request_flags()).unwrap();
-/// assert_eq!(buf.len(), 20 + 4 + 4 + 8 + 20 + 8 + 8 + 16 + 8 + 8);
+/// // nlmsghdr + genlmsghdr (20), service nest header (4), AF, PROTOCOL (8
+/// // each), ADDR (4 + 16), PORT (8), SCHED_NAME "rr\0" (8), FLAGS (12),
+/// // TIMEOUT (8), NETMASK (8).
+/// assert_eq!(buf.len(), 20 + 4 + 8 + 8 + 20 + 8 + 8 + 12 + 8 + 8);
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct IpvsMessage {

@@ -27,6 +27,7 @@
 
 pub mod error;
 pub mod exchange;
+mod ops;
 
 pub use error::{ErrorKind, KernelError, TransportError};
 pub use exchange::{AckMode, Outcome};
@@ -34,9 +35,8 @@ pub use exchange::{AckMode, Outcome};
 use crate::daemon::DaemonAttrs;
 use crate::dest::DestAttrs;
 use crate::info::InfoAttrs;
-use crate::message::{Command, IpvsMessage, MessageAttrs};
+use crate::message::IpvsMessage;
 use crate::service::ServiceAttrs;
-use crate::types::AddressFamily;
 use exchange::Chunk;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_generic::GenlMessage;
@@ -56,8 +56,6 @@ const RECV_BUF: usize = 256 * 1024;
 const SO_RCVBUF_BYTES: usize = 32 * 1024 * 1024;
 /// Socket send buffer: one `sendmsg` may not exceed it.
 const SO_SNDBUF_BYTES: usize = 8 * 1024 * 1024;
-/// How often an interrupted dump is retried.
-const DUMP_ATTEMPTS: u32 = 5;
 
 /// How a batch is sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -382,48 +380,23 @@ impl IpvsSocket {
 
     /// Sends one request that changes state and waits for its ACK.
     pub fn execute(&mut self, msg: &IpvsMessage) -> Result<(), TransportError> {
-        let (outcomes, _) = self.exchange_one(msg)?.finish();
-        match outcomes.into_iter().next() {
-            Some(Outcome::Failed(e)) => Err(KernelError::new(msg, &e).into()),
-            _ => Ok(()),
-        }
+        ops::execute_result(msg, self.exchange_one(msg)?)
     }
 
     /// Sends one non-dump `GET_*` request and returns its data reply.
     pub fn get(&mut self, msg: &IpvsMessage) -> Result<IpvsMessage, TransportError> {
-        let op = error::operation(msg.command);
-        let (outcomes, data) = self.exchange_one(msg)?.finish();
-        if let Some(Outcome::Failed(e)) = outcomes.into_iter().next() {
-            return Err(KernelError::new(msg, &e).into());
-        }
-        data.into_iter()
-            .next()
-            .map(|(_, m)| m)
-            .ok_or(TransportError::UnexpectedReply {
-                op,
-                what: "no data in the reply",
-            })
+        ops::get_result(msg, self.exchange_one(msg)?)
     }
 
     /// Runs a dump request and returns every entry; a dump interrupted by a concurrent
     /// change (`NLM_F_DUMP_INTR`) is run again.
     pub fn dump(&mut self, msg: &IpvsMessage) -> Result<Vec<IpvsMessage>, TransportError> {
-        let op = error::operation(msg.command);
-        for _ in 0..DUMP_ATTEMPTS {
-            let chunk = self.exchange_one(msg)?;
-            if chunk.interrupted() {
-                continue;
+        for _ in 0..ops::DUMP_ATTEMPTS {
+            if let Some(entries) = ops::dump_result(msg, self.exchange_one(msg)?)? {
+                return Ok(entries);
             }
-            let (outcomes, data) = chunk.finish();
-            if let Some(Outcome::Failed(e)) = outcomes.into_iter().next() {
-                return Err(KernelError::new(msg, &e).into());
-            }
-            return Ok(data.into_iter().map(|(_, m)| m).collect());
         }
-        Err(TransportError::DumpInterrupted {
-            op,
-            attempts: DUMP_ATTEMPTS,
-        })
+        Err(ops::dump_interrupted(msg))
     }
 
     /// Sends many requests, `opts.chunk` per `sendmsg`, and reports every failure with
@@ -434,25 +407,10 @@ impl IpvsSocket {
         opts: &BatchOptions,
     ) -> Result<BatchReport, TransportError> {
         let mut report = BatchReport::default();
-        let mut start = 0;
-        while let Some(rest) = msgs.get(start..).filter(|r| !r.is_empty()) {
+        while let Some(rest) = ops::unsent(msgs, &report) {
             let (chunk, count) =
                 self.exchange(rest, opts.chunk, opts.chunk_bytes, opts.ack, "batch")?;
-            report.sends += 1;
-            report.handled += count;
-            let (outcomes, _) = chunk.finish();
-            let before = report.failures.len();
-            for (i, o) in outcomes.into_iter().enumerate() {
-                if let (Outcome::Failed(e), Some(m)) = (o, rest.get(i)) {
-                    report.failures.push(BatchFailure {
-                        index: start + i,
-                        error: KernelError::new(m, &e),
-                    });
-                }
-            }
-            start += count;
-            if opts.stop_at_first_error && report.failures.len() > before {
-                report.not_sent = msgs.len() - start;
+            if !ops::record_chunk(&mut report, msgs, chunk, count, opts) {
                 break;
             }
         }
@@ -461,20 +419,12 @@ impl IpvsSocket {
 
     /// Every service, with its statistics.
     pub fn services(&mut self) -> Result<Vec<ServiceAttrs>, TransportError> {
-        Ok(self
-            .dump(&IpvsMessage::dump_services())?
-            .into_iter()
-            .filter_map(into_service)
-            .collect())
+        Ok(ops::services_of(self.dump(&IpvsMessage::dump_services())?))
     }
 
     /// One service, by its key (protocol, address and port; or fwmark and family).
     pub fn service(&mut self, key: &ServiceAttrs) -> Result<ServiceAttrs, TransportError> {
-        let msg = IpvsMessage::get_service(key.key());
-        into_service(self.get(&msg)?).ok_or(TransportError::UnexpectedReply {
-            op: "get service",
-            what: "no service in the reply",
-        })
+        ops::service_of(self.get(&IpvsMessage::get_service(key.key()))?)
     }
 
     /// The destinations of `service`, with their statistics (empty if the service does
@@ -483,66 +433,24 @@ impl IpvsSocket {
         &mut self,
         service: &ServiceAttrs,
     ) -> Result<Vec<DestAttrs>, TransportError> {
-        let msgs = self.dump(&IpvsMessage::dump_dests(service.key()))?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m.attrs {
-                MessageAttrs::Cmd(a) => a.dest,
-                MessageAttrs::Info(_) => None,
-            })
-            .collect())
+        Ok(ops::dests_of(
+            self.dump(&IpvsMessage::dump_dests(service.key()))?,
+        ))
     }
 
     /// The running sync daemons.
     pub fn daemons(&mut self) -> Result<Vec<DaemonAttrs>, TransportError> {
-        let msgs = self.dump(&IpvsMessage::dump_daemons())?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m.attrs {
-                MessageAttrs::Cmd(a) => a.daemon,
-                MessageAttrs::Info(_) => None,
-            })
-            .collect())
+        Ok(ops::daemons_of(self.dump(&IpvsMessage::dump_daemons())?))
     }
 
     /// The IPVS version and connection table size.
     pub fn info(&mut self) -> Result<InfoAttrs, TransportError> {
-        let reply = self.get(&IpvsMessage::get_info())?;
-        match reply.attrs {
-            MessageAttrs::Info(i) => Ok(i),
-            MessageAttrs::Cmd(_) => Err(TransportError::UnexpectedReply {
-                op: "get info",
-                what: "not an info reply",
-            }),
-        }
+        ops::info_of(self.get(&IpvsMessage::get_info())?)
     }
 
     /// The TCP, TCP FIN and UDP timeouts, in seconds.
     pub fn timeouts(&mut self) -> Result<(u32, u32, u32), TransportError> {
-        let reply = self.get(&IpvsMessage::get_config())?;
-        match (reply.command, reply.attrs) {
-            (Command::SetConfig, MessageAttrs::Cmd(a)) => Ok((
-                a.timeout_tcp.unwrap_or(0),
-                a.timeout_tcp_fin.unwrap_or(0),
-                a.timeout_udp.unwrap_or(0),
-            )),
-            _ => Err(TransportError::UnexpectedReply {
-                op: "get timeouts",
-                what: "not a config reply",
-            }),
-        }
-    }
-
-    /// The address family a service's destinations are decoded with by default.
-    pub fn service_family(svc: &ServiceAttrs) -> Option<AddressFamily> {
-        svc.af
-    }
-}
-
-fn into_service(m: IpvsMessage) -> Option<ServiceAttrs> {
-    match m.attrs {
-        MessageAttrs::Cmd(a) => a.service,
-        MessageAttrs::Info(_) => None,
+        ops::timeouts_of(self.get(&IpvsMessage::get_config())?)
     }
 }
 

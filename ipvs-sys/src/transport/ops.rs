@@ -1,0 +1,154 @@
+//! What the replies of each operation mean: shared by the blocking and the async socket,
+//! which differ only in how they wait.
+
+use super::error::{self, KernelError, TransportError};
+use super::exchange::{Chunk, Outcome};
+use super::{BatchFailure, BatchOptions, BatchReport};
+use crate::daemon::DaemonAttrs;
+use crate::dest::DestAttrs;
+use crate::info::InfoAttrs;
+use crate::message::{Command, IpvsMessage, MessageAttrs};
+use crate::service::ServiceAttrs;
+
+/// How often an interrupted dump is run before giving up.
+pub(crate) const DUMP_ATTEMPTS: u32 = 5;
+
+fn refused(msg: &IpvsMessage, outcomes: Vec<Outcome>) -> Result<(), TransportError> {
+    match outcomes.into_iter().next() {
+        Some(Outcome::Failed(e)) => Err(KernelError::new(msg, &e).into()),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn execute_result(msg: &IpvsMessage, chunk: Chunk) -> Result<(), TransportError> {
+    refused(msg, chunk.finish().0)
+}
+
+pub(crate) fn get_result(msg: &IpvsMessage, chunk: Chunk) -> Result<IpvsMessage, TransportError> {
+    let (outcomes, data) = chunk.finish();
+    refused(msg, outcomes)?;
+    data.into_iter()
+        .next()
+        .map(|(_, m)| m)
+        .ok_or(TransportError::UnexpectedReply {
+            op: error::operation(msg.command),
+            what: "no data in the reply",
+        })
+}
+
+/// The entries of a dump, or `None` if it was interrupted and must be run again.
+pub(crate) fn dump_result(
+    msg: &IpvsMessage,
+    chunk: Chunk,
+) -> Result<Option<Vec<IpvsMessage>>, TransportError> {
+    if chunk.interrupted() {
+        return Ok(None);
+    }
+    let (outcomes, data) = chunk.finish();
+    refused(msg, outcomes)?;
+    Ok(Some(data.into_iter().map(|(_, m)| m).collect()))
+}
+
+pub(crate) fn dump_interrupted(msg: &IpvsMessage) -> TransportError {
+    TransportError::DumpInterrupted {
+        op: error::operation(msg.command),
+        attempts: DUMP_ATTEMPTS,
+    }
+}
+
+/// The requests of a batch not handled yet, if any should still be sent.
+pub(crate) fn unsent<'a>(
+    msgs: &'a [IpvsMessage],
+    report: &BatchReport,
+) -> Option<&'a [IpvsMessage]> {
+    if report.not_sent > 0 {
+        return None;
+    }
+    msgs.get(report.handled..).filter(|r| !r.is_empty())
+}
+
+/// Adds a chunk of `count` requests starting at `report.handled` to the report. Returns
+/// whether to go on.
+pub(crate) fn record_chunk(
+    report: &mut BatchReport,
+    msgs: &[IpvsMessage],
+    chunk: Chunk,
+    count: usize,
+    opts: &BatchOptions,
+) -> bool {
+    let start = report.handled;
+    report.sends += 1;
+    report.handled += count;
+    let before = report.failures.len();
+    for (i, o) in chunk.finish().0.into_iter().enumerate() {
+        if let (Outcome::Failed(e), Some(m)) = (o, msgs.get(start + i)) {
+            report.failures.push(BatchFailure {
+                index: start + i,
+                error: KernelError::new(m, &e),
+            });
+        }
+    }
+    if opts.stop_at_first_error && report.failures.len() > before {
+        report.not_sent = msgs.len().saturating_sub(report.handled);
+        return report.not_sent == 0;
+    }
+    true
+}
+
+fn cmd_attrs(m: IpvsMessage) -> Option<crate::message::CmdAttrs> {
+    match m.attrs {
+        MessageAttrs::Cmd(a) => Some(a),
+        MessageAttrs::Info(_) => None,
+    }
+}
+
+pub(crate) fn services_of(msgs: Vec<IpvsMessage>) -> Vec<ServiceAttrs> {
+    msgs.into_iter()
+        .filter_map(|m| cmd_attrs(m)?.service)
+        .collect()
+}
+
+pub(crate) fn service_of(m: IpvsMessage) -> Result<ServiceAttrs, TransportError> {
+    cmd_attrs(m)
+        .and_then(|a| a.service)
+        .ok_or(TransportError::UnexpectedReply {
+            op: "get service",
+            what: "no service in the reply",
+        })
+}
+
+pub(crate) fn dests_of(msgs: Vec<IpvsMessage>) -> Vec<DestAttrs> {
+    msgs.into_iter()
+        .filter_map(|m| cmd_attrs(m)?.dest)
+        .collect()
+}
+
+pub(crate) fn daemons_of(msgs: Vec<IpvsMessage>) -> Vec<DaemonAttrs> {
+    msgs.into_iter()
+        .filter_map(|m| cmd_attrs(m)?.daemon)
+        .collect()
+}
+
+pub(crate) fn info_of(m: IpvsMessage) -> Result<InfoAttrs, TransportError> {
+    match m.attrs {
+        MessageAttrs::Info(i) => Ok(i),
+        MessageAttrs::Cmd(_) => Err(TransportError::UnexpectedReply {
+            op: "get info",
+            what: "not an info reply",
+        }),
+    }
+}
+
+pub(crate) fn timeouts_of(m: IpvsMessage) -> Result<(u32, u32, u32), TransportError> {
+    match (m.command, m.attrs) {
+        (Command::SetConfig, MessageAttrs::Cmd(a)) => Ok((
+            a.timeout_tcp.unwrap_or(0),
+            a.timeout_tcp_fin.unwrap_or(0),
+            a.timeout_udp.unwrap_or(0),
+        )),
+        _ => Err(TransportError::UnexpectedReply {
+            op: "get timeouts",
+            what: "not a config reply",
+        }),
+    }
+}
