@@ -1,0 +1,1102 @@
+//! The `ipvsadm -S -n` save / `ipvsadm -R` restore text format.
+//!
+//! [`print`] writes a [`Table`] exactly as `ipvsadm -S -n` (ipvsadm 1.31) writes it:
+//!
+//! ```text
+//! -A -t 192.0.2.20:443 -s wrr -p 300 -M 255.255.255.0
+//! -a -t 192.0.2.20:443 -r 10.0.0.21:443 -g -w 10
+//! -a -t 192.0.2.20:443 -r 10.0.0.22:443 -i -w 20 --tun-type ipip
+//! -A -u [2001:db8::53]:53 -s sh -b sh-port
+//! -a -u [2001:db8::53]:53 -r [2001:db8:1::1]:53 -m -w 1
+//! -A -f 7 -s lc
+//! -a -f 7 -r 10.0.0.31:0 -g -w 5
+//! ```
+//!
+//! - Service line: `-A SERVICE -s SCHED [-p TIMEOUT [-M MASK]] [--pe ENGINE] [-o] [-b FLAGS]`
+//!   where SERVICE is `-t ADDR:PORT`, `-u ADDR:PORT`, `--sctp-service ADDR:PORT`,
+//!   `-f MARK` or `-f MARK -6`. `-M` is left out for a host mask; an IPv6 mask is a
+//!   prefix length. ipvsadm prints a mark above `i32::MAX` as a negative number (`-f -1`
+//!   for 4294967295); so does [`print`], and [`parse`] reads it back.
+//! - Destination line: `-a SERVICE -r ADDR:PORT FWD -w WEIGHT [TUNNEL]` where FWD is `-m`
+//!   (NAT), `-g` (direct routing, and local node), `-i` (tunnel) or `(null)` (bypass,
+//!   which ipvsadm prints so); TUNNEL is `--tun-type ipip`, `--tun-type gue --tun-port
+//!   PORT --tun-nocsum|--tun-csum|--tun-remcsum` or `--tun-type gre
+//!   --tun-nocsum|--tun-csum`. ipvsadm does not save the connection thresholds (`-x`,
+//!   `-y`); [`print_with`] with [`PrintOptions::thresholds`] adds them.
+//! - Order: as ipvsadm sorts (libipvs `ipvs_cmp_services` / `ipvs_cmp_dests`): address
+//!   services before fwmark services, IPv4 before IPv6, TCP, UDP, SCTP, then address
+//!   and port. ipvsadm compares addresses and marks by 32-bit wrapping subtraction, so
+//!   `192.168.0.1` sorts before `10.0.0.1` (their difference exceeds 2^31); [`print`]
+//!   does the same whenever that order is consistent (all values within half the 32-bit
+//!   circle), and falls back to numeric order otherwise, where ipvsadm's order depends on
+//!   the kernel's.
+//!
+//! [`parse`] reads that and what people commonly feed to `ipvsadm -R`: long options
+//! (`--add-service`, `--tcp-service`, `--scheduler`, `--persistent`, `--netmask`,
+//! `--real-server`, `--gatewaying`, `--ipip`, `--masquerading`, `--weight`,
+//! `--u-threshold`, `--l-threshold`, `--sched-flags`, `--ops`, `--ipv6`, ...),
+//! `--option=value`, clustered short options (`-At`), `-p` without a value (360 s, the
+//! default of ipvsadm 1.31), addresses without a port (port 0 for a service, the
+//! service's port for a real server), an optional leading `ipvsadm` word, blank lines and
+//! `#` comments, and the table commands `-E`/`-e` (edit), `-D`/`-d` (delete) and `-C`
+//! (clear). Differences from ipvsadm: host and service names are not resolved; `-M`
+//! without `-p` is ignored as ipvsadm ignores it, but `--pe` without `-p` is an error
+//! (the engine has no effect without persistence, the model keeps it in
+//! [`Persistence`]); the port of a `-g`/`-i` real server is kept as written (ipvsadm
+//! replaces it by the service's port); the generic flags `flag-1..3` are only accepted
+//! for custom schedulers and `flag-3` not for `sh`/`mh` (ipvsadm accepts and ignores
+//! them); a service with port 0 need not be persistent.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::types::{
+    AddressFamily, DEFAULT_PERSISTENCE_TIMEOUT, Destination, Forward, Persistence,
+    PersistenceEngine, PersistenceMask, Protocol, SchedFlags, Scheduler, Service, ServiceKey,
+    Table, TunnelChecksum, TunnelKind, ipv6_to_string, push_ip_words, socket_addr_to_string,
+};
+
+/// A parse error: the line (1-based), the token at fault, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ParseError {
+    /// The 1-based line number.
+    pub line: usize,
+    /// The token at fault, if the error is about one.
+    pub token: Option<String>,
+    /// What is wrong.
+    pub kind: ParseErrorKind,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.token {
+            Some(t) => write!(f, "line {}: `{}`: {}", self.line, t, self.kind),
+            None => write!(f, "line {}: {}", self.line, self.kind),
+        }
+    }
+}
+
+/// What is wrong in a [`ParseError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseErrorKind {
+    /// An option ipvsadm does not have.
+    #[error("unknown option")]
+    UnknownOption,
+    /// An option without its required argument.
+    #[error("missing argument")]
+    MissingArgument,
+    /// A word that is no option and no option's argument.
+    #[error("unexpected argument")]
+    UnexpectedArgument,
+    /// A line without a command (`-A`, `-a`, ...).
+    #[error("no command (-A, -E, -D, -a, -e, -d or -C)")]
+    NoCommand,
+    /// A second command on a line.
+    #[error("more than one command")]
+    MultipleCommands,
+    /// A command that does not describe a table (`-L`, `--set`, `--start-daemon`, ...).
+    #[error("command not supported in a table")]
+    UnsupportedCommand,
+    /// An option given twice (or two forwarding methods, two checksum options).
+    #[error("option given twice or conflicting with an earlier one")]
+    DuplicateOption,
+    /// An option not valid with the line's command.
+    #[error("option not valid with {0}")]
+    OptionNotAllowed(&'static str),
+    /// A command without its service (`-t`, `-u`, `--sctp-service`, `-f`).
+    #[error("missing service (-t, -u, --sctp-service or -f)")]
+    MissingService,
+    /// A destination command without `-r`.
+    #[error("missing real server (-r)")]
+    MissingRealServer,
+    /// An address that does not parse.
+    #[error("invalid address (expected A.B.C.D[:PORT], [IPV6]:PORT or IPV6)")]
+    InvalidAddress,
+    /// A number that does not parse or is out of range.
+    #[error("invalid {what} (expected {range})")]
+    InvalidNumber {
+        /// What the number is.
+        what: &'static str,
+        /// The accepted range.
+        range: &'static str,
+    },
+    /// An invalid netmask.
+    #[error("invalid netmask (expected a dotted IPv4 mask or an IPv6 prefix length 1-128)")]
+    InvalidNetmask,
+    /// An unknown tunnel type.
+    #[error("unknown tunnel type (expected ipip, gue or gre)")]
+    UnknownTunnelType,
+    /// A scheduler flag of another scheduler, or unknown.
+    #[error("scheduler flag {flag:?} is not valid with scheduler {scheduler}")]
+    IncompatibleSchedFlag {
+        /// The flag.
+        flag: String,
+        /// The scheduler.
+        scheduler: String,
+    },
+    /// `-6` without `-f`.
+    #[error("-6 is only valid with a fwmark service (-f)")]
+    Ipv6WithoutFwmark,
+    /// Tunnel options without `-i`.
+    #[error("tunnel options need tunnel forwarding (-i)")]
+    TunnelOptionWithoutTunnel,
+    /// `--tun-port` missing for GUE, or given for another tunnel type.
+    #[error("--tun-port is required for gue and only valid for gue")]
+    TunnelPort,
+    /// `--pe` without `-p`.
+    #[error("a persistence engine needs persistence (-p)")]
+    EngineWithoutPersistence,
+    /// A destination or edit command for a service not defined above.
+    #[error("service not defined")]
+    NoSuchService,
+    /// An edit or delete of a destination not defined above.
+    #[error("no such destination")]
+    NoSuchDestination,
+    /// The model rejected the value.
+    #[error("{0}")]
+    Invalid(Box<Error>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    AddService,
+    EditService,
+    DelService,
+    AddDest,
+    EditDest,
+    DelDest,
+    Clear,
+}
+
+impl Cmd {
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::AddService => "-A",
+            Cmd::EditService => "-E",
+            Cmd::DelService => "-D",
+            Cmd::AddDest => "-a",
+            Cmd::EditDest => "-e",
+            Cmd::DelDest => "-d",
+            Cmd::Clear => "-C",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    None,
+    Required,
+    Optional,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Cmd(Cmd),
+    OtherCmd,
+    Tcp,
+    Udp,
+    Sctp,
+    Fwmark,
+    Ipv6,
+    Sched,
+    Persistent,
+    Netmask,
+    Pe,
+    Ops,
+    SchedFlags,
+    Real,
+    Masq,
+    Ipip,
+    Gate,
+    Bypass,
+    Weight,
+    UThr,
+    LThr,
+    TunType,
+    TunPort,
+    TunNoCsum,
+    TunCsum,
+    TunRemCsum,
+    Numeric,
+}
+
+/// (long name, short name, argument, option)
+const OPTIONS: &[(&str, Option<char>, Arg, Opt)] = &[
+    (
+        "add-service",
+        Some('A'),
+        Arg::None,
+        Opt::Cmd(Cmd::AddService),
+    ),
+    (
+        "edit-service",
+        Some('E'),
+        Arg::None,
+        Opt::Cmd(Cmd::EditService),
+    ),
+    (
+        "delete-service",
+        Some('D'),
+        Arg::None,
+        Opt::Cmd(Cmd::DelService),
+    ),
+    ("clear", Some('C'), Arg::None, Opt::Cmd(Cmd::Clear)),
+    ("add-server", Some('a'), Arg::None, Opt::Cmd(Cmd::AddDest)),
+    ("edit-server", Some('e'), Arg::None, Opt::Cmd(Cmd::EditDest)),
+    (
+        "delete-server",
+        Some('d'),
+        Arg::None,
+        Opt::Cmd(Cmd::DelDest),
+    ),
+    ("list", Some('L'), Arg::None, Opt::OtherCmd),
+    ("list", Some('l'), Arg::None, Opt::OtherCmd),
+    ("zero", Some('Z'), Arg::None, Opt::OtherCmd),
+    ("set", None, Arg::None, Opt::OtherCmd),
+    ("help", Some('h'), Arg::None, Opt::OtherCmd),
+    ("version", Some('v'), Arg::None, Opt::OtherCmd),
+    ("restore", Some('R'), Arg::None, Opt::OtherCmd),
+    ("save", Some('S'), Arg::None, Opt::OtherCmd),
+    ("start-daemon", None, Arg::Required, Opt::OtherCmd),
+    ("stop-daemon", None, Arg::Required, Opt::OtherCmd),
+    ("tcp-service", Some('t'), Arg::Required, Opt::Tcp),
+    ("udp-service", Some('u'), Arg::Required, Opt::Udp),
+    ("sctp-service", None, Arg::Required, Opt::Sctp),
+    ("fwmark-service", Some('f'), Arg::Required, Opt::Fwmark),
+    ("ipv6", Some('6'), Arg::None, Opt::Ipv6),
+    ("scheduler", Some('s'), Arg::Required, Opt::Sched),
+    ("persistent", Some('p'), Arg::Optional, Opt::Persistent),
+    ("netmask", Some('M'), Arg::Required, Opt::Netmask),
+    ("pe", None, Arg::Required, Opt::Pe),
+    ("ops", Some('o'), Arg::None, Opt::Ops),
+    ("sched-flags", Some('b'), Arg::Required, Opt::SchedFlags),
+    ("real-server", Some('r'), Arg::Required, Opt::Real),
+    ("masquerading", Some('m'), Arg::None, Opt::Masq),
+    ("ipip", Some('i'), Arg::None, Opt::Ipip),
+    ("gatewaying", Some('g'), Arg::None, Opt::Gate),
+    ("weight", Some('w'), Arg::Required, Opt::Weight),
+    ("u-threshold", Some('x'), Arg::Required, Opt::UThr),
+    ("l-threshold", Some('y'), Arg::Required, Opt::LThr),
+    ("tun-type", None, Arg::Required, Opt::TunType),
+    ("tun-port", None, Arg::Required, Opt::TunPort),
+    ("tun-nocsum", None, Arg::None, Opt::TunNoCsum),
+    ("tun-csum", None, Arg::None, Opt::TunCsum),
+    ("tun-remcsum", None, Arg::None, Opt::TunRemCsum),
+    ("numeric", Some('n'), Arg::None, Opt::Numeric),
+];
+
+/// One option occurrence: the option, the token that named it, its argument.
+#[derive(Debug)]
+struct Occ<'a> {
+    opt: Opt,
+    token: &'a str,
+    arg: Option<&'a str>,
+}
+
+struct LineCtx {
+    line: usize,
+}
+
+impl LineCtx {
+    fn err(&self, token: &str, kind: ParseErrorKind) -> ParseError {
+        ParseError {
+            line: self.line,
+            token: Some(token.to_owned()),
+            kind,
+        }
+    }
+
+    fn err_line(&self, kind: ParseErrorKind) -> ParseError {
+        ParseError {
+            line: self.line,
+            token: None,
+            kind,
+        }
+    }
+}
+
+fn tokenize<'a>(ctx: &LineCtx, words: &[&'a str]) -> Result<Vec<Occ<'a>>, ParseError> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        i += 1;
+        if w == "(null)" {
+            // What ipvsadm -S prints for the bypass forwarding method.
+            out.push(Occ {
+                opt: Opt::Bypass,
+                token: w,
+                arg: None,
+            });
+            continue;
+        }
+        if let Some(long) = w.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            let Some(&(_, _, arg, opt)) = OPTIONS.iter().find(|o| o.0 == name) else {
+                return Err(ctx.err(w, ParseErrorKind::UnknownOption));
+            };
+            let value = match (arg, inline) {
+                (Arg::None, Some(_)) => {
+                    return Err(ctx.err(w, ParseErrorKind::UnexpectedArgument));
+                }
+                (Arg::None, None) => None,
+                (_, Some(v)) => Some(v),
+                (Arg::Required, None) => {
+                    let v = words
+                        .get(i)
+                        .ok_or_else(|| ctx.err(w, ParseErrorKind::MissingArgument))?;
+                    i += 1;
+                    Some(*v)
+                }
+                (Arg::Optional, None) => match words.get(i) {
+                    Some(v) if !v.starts_with('-') => {
+                        i += 1;
+                        Some(*v)
+                    }
+                    _ => None,
+                },
+            };
+            out.push(Occ {
+                opt,
+                token: w,
+                arg: value,
+            });
+        } else if let Some(cluster) = w.strip_prefix('-').filter(|c| !c.is_empty()) {
+            for (pos, c) in cluster.char_indices() {
+                let Some(&(_, _, arg, opt)) = OPTIONS.iter().find(|o| o.1 == Some(c)) else {
+                    return Err(ctx.err(w, ParseErrorKind::UnknownOption));
+                };
+                let rest = &cluster[pos + c.len_utf8()..];
+                let value = match arg {
+                    Arg::None => None,
+                    Arg::Required | Arg::Optional if !rest.is_empty() => {
+                        out.push(Occ {
+                            opt,
+                            token: w,
+                            arg: Some(rest),
+                        });
+                        break;
+                    }
+                    Arg::Required => {
+                        let v = words
+                            .get(i)
+                            .ok_or_else(|| ctx.err(w, ParseErrorKind::MissingArgument))?;
+                        i += 1;
+                        Some(*v)
+                    }
+                    Arg::Optional => match words.get(i) {
+                        Some(v) if !v.starts_with('-') => {
+                            i += 1;
+                            Some(*v)
+                        }
+                        _ => None,
+                    },
+                };
+                out.push(Occ {
+                    opt,
+                    token: w,
+                    arg: value,
+                });
+            }
+        } else {
+            return Err(ctx.err(w, ParseErrorKind::UnexpectedArgument));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `host[:port]` the way ipvsadm does (numeric only): `[v6]:port`, `v6`,
+/// `v4:port`, `v4`.
+fn parse_addr(s: &str) -> Option<(IpAddr, Option<u16>)> {
+    if s.is_empty() || s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (ip, port) = rest.split_once("]:")?;
+        let ip: Ipv6Addr = ip.parse().ok()?;
+        return Some((IpAddr::V6(ip), Some(parse_port(port)?)));
+    }
+    if let Ok(ip) = s.parse::<Ipv6Addr>() {
+        return Some((IpAddr::V6(ip), None));
+    }
+    match s.rsplit_once(':') {
+        Some((ip, port)) => Some((
+            IpAddr::V4(ip.parse::<Ipv4Addr>().ok()?),
+            Some(parse_port(port)?),
+        )),
+        None => Some((IpAddr::V4(s.parse::<Ipv4Addr>().ok()?), None)),
+    }
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A fwmark as ipvsadm reads it, plus the negative numbers ipvsadm 1.31 `-S` writes for
+/// marks above `i32::MAX`.
+fn parse_fwmark(s: &str) -> Option<u32> {
+    if let Some(neg) = s.strip_prefix('-') {
+        let n = parse_u32(neg)?;
+        if n == 0 || n > 1 << 31 {
+            return None;
+        }
+        return Some(0u32.wrapping_sub(n));
+    }
+    parse_u32(s)
+}
+
+#[derive(Default)]
+struct Collected<'a> {
+    cmd: Option<(Cmd, &'a str)>,
+    service: Option<(Opt, &'a str, &'a str)>,
+    ipv6: Option<&'a str>,
+    sched: Option<(&'a str, &'a str)>,
+    persistent: Option<(&'a str, Option<&'a str>)>,
+    netmask: Option<(&'a str, &'a str)>,
+    pe: Option<(&'a str, &'a str)>,
+    ops: Option<&'a str>,
+    sched_flags: Option<(&'a str, &'a str)>,
+    real: Option<(&'a str, &'a str)>,
+    fwd: Option<(Opt, &'a str)>,
+    weight: Option<(&'a str, &'a str)>,
+    uthr: Option<(&'a str, &'a str)>,
+    lthr: Option<(&'a str, &'a str)>,
+    tun_type: Option<(&'a str, &'a str)>,
+    tun_port: Option<(&'a str, &'a str)>,
+    tun_csum: Option<(TunnelChecksum, &'a str)>,
+}
+
+fn set_once<T>(ctx: &LineCtx, slot: &mut Option<T>, v: T, token: &str) -> Result<(), ParseError> {
+    if slot.is_some() {
+        return Err(ctx.err(token, ParseErrorKind::DuplicateOption));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn collect<'a>(ctx: &LineCtx, occs: Vec<Occ<'a>>) -> Result<Collected<'a>, ParseError> {
+    let mut c = Collected::default();
+    for o in occs {
+        let t = o.token;
+        let a = o.arg.unwrap_or("");
+        match o.opt {
+            Opt::Cmd(cmd) => {
+                if c.cmd.is_some() {
+                    return Err(ctx.err(t, ParseErrorKind::MultipleCommands));
+                }
+                c.cmd = Some((cmd, t));
+            }
+            Opt::OtherCmd => return Err(ctx.err(t, ParseErrorKind::UnsupportedCommand)),
+            Opt::Tcp | Opt::Udp | Opt::Sctp | Opt::Fwmark => {
+                set_once(ctx, &mut c.service, (o.opt, t, a), t)?;
+            }
+            Opt::Ipv6 => set_once(ctx, &mut c.ipv6, t, t)?,
+            Opt::Sched => set_once(ctx, &mut c.sched, (t, a), t)?,
+            Opt::Persistent => set_once(ctx, &mut c.persistent, (t, o.arg), t)?,
+            Opt::Netmask => set_once(ctx, &mut c.netmask, (t, a), t)?,
+            Opt::Pe => set_once(ctx, &mut c.pe, (t, a), t)?,
+            Opt::Ops => set_once(ctx, &mut c.ops, t, t)?,
+            Opt::SchedFlags => set_once(ctx, &mut c.sched_flags, (t, a), t)?,
+            Opt::Real => set_once(ctx, &mut c.real, (t, a), t)?,
+            Opt::Masq | Opt::Ipip | Opt::Gate | Opt::Bypass => {
+                set_once(ctx, &mut c.fwd, (o.opt, t), t)?;
+            }
+            Opt::Weight => set_once(ctx, &mut c.weight, (t, a), t)?,
+            Opt::UThr => set_once(ctx, &mut c.uthr, (t, a), t)?,
+            Opt::LThr => set_once(ctx, &mut c.lthr, (t, a), t)?,
+            Opt::TunType => set_once(ctx, &mut c.tun_type, (t, a), t)?,
+            Opt::TunPort => set_once(ctx, &mut c.tun_port, (t, a), t)?,
+            Opt::TunNoCsum => set_once(ctx, &mut c.tun_csum, (TunnelChecksum::NoChecksum, t), t)?,
+            Opt::TunCsum => set_once(ctx, &mut c.tun_csum, (TunnelChecksum::Checksum, t), t)?,
+            Opt::TunRemCsum => {
+                set_once(ctx, &mut c.tun_csum, (TunnelChecksum::RemoteChecksum, t), t)?;
+            }
+            Opt::Numeric => return Err(ctx.err(t, ParseErrorKind::OptionNotAllowed("a table"))),
+        }
+    }
+    Ok(c)
+}
+
+impl Collected<'_> {
+    /// The first token of a service-only option present on the line.
+    fn service_option(&self) -> Option<&str> {
+        self.sched
+            .map(|x| x.0)
+            .or(self.persistent.map(|x| x.0))
+            .or(self.netmask.map(|x| x.0))
+            .or(self.pe.map(|x| x.0))
+            .or(self.ops)
+            .or(self.sched_flags.map(|x| x.0))
+    }
+
+    /// The first token of a destination-only option present on the line.
+    fn dest_option(&self) -> Option<&str> {
+        self.fwd
+            .map(|x| x.1)
+            .or(self.weight.map(|x| x.0))
+            .or(self.uthr.map(|x| x.0))
+            .or(self.lthr.map(|x| x.0))
+            .or(self.tun_option())
+    }
+
+    fn tun_option(&self) -> Option<&str> {
+        self.tun_type
+            .map(|x| x.0)
+            .or(self.tun_port.map(|x| x.0))
+            .or(self.tun_csum.map(|x| x.1))
+    }
+}
+
+fn parse_key(ctx: &LineCtx, c: &Collected<'_>) -> Result<ServiceKey, ParseError> {
+    let Some((opt, token, arg)) = c.service else {
+        return Err(ctx.err_line(ParseErrorKind::MissingService));
+    };
+    let key = match opt {
+        Opt::Fwmark => {
+            let mark = parse_fwmark(arg).ok_or_else(|| {
+                ctx.err(
+                    arg,
+                    ParseErrorKind::InvalidNumber {
+                        what: "fwmark",
+                        range: "1-4294967295",
+                    },
+                )
+            })?;
+            let family = if c.ipv6.is_some() {
+                AddressFamily::Inet6
+            } else {
+                AddressFamily::Inet
+            };
+            ServiceKey::fwmark(family, mark)
+                .map_err(|e| ctx.err(arg, ParseErrorKind::Invalid(Box::new(e))))?
+        }
+        _ => {
+            if let Some(t) = c.ipv6 {
+                return Err(ctx.err(t, ParseErrorKind::Ipv6WithoutFwmark));
+            }
+            let (ip, port) =
+                parse_addr(arg).ok_or_else(|| ctx.err(arg, ParseErrorKind::InvalidAddress))?;
+            let addr = SocketAddr::new(ip, port.unwrap_or(0));
+            let protocol = match opt {
+                Opt::Tcp => Protocol::Tcp,
+                Opt::Udp => Protocol::Udp,
+                _ => Protocol::Sctp,
+            };
+            let _ = token;
+            ServiceKey::Addr { protocol, addr }
+        }
+    };
+    Ok(key)
+}
+
+fn build_service(ctx: &LineCtx, c: &Collected<'_>, key: ServiceKey) -> Result<Service, ParseError> {
+    let scheduler = match c.sched {
+        Some((_, name)) => {
+            Scheduler::new(name).map_err(|e| ctx.err(name, ParseErrorKind::Invalid(Box::new(e))))?
+        }
+        None => Scheduler::default(),
+    };
+    let mut flags = SchedFlags::empty();
+    if let Some((_, list)) = c.sched_flags {
+        for name in list.split(',').filter(|n| !n.is_empty()) {
+            let incompatible = || {
+                ctx.err(
+                    name,
+                    ParseErrorKind::IncompatibleSchedFlag {
+                        flag: name.to_owned(),
+                        scheduler: scheduler.name().to_owned(),
+                    },
+                )
+            };
+            let f = SchedFlags::from_name(name).ok_or_else(incompatible)?;
+            let required = if name.starts_with("sh-") {
+                Some(Scheduler::SourceHashing)
+            } else if name.starts_with("mh-") {
+                Some(Scheduler::MaglevHashing)
+            } else {
+                None
+            };
+            if required.is_some_and(|r| r != scheduler) {
+                return Err(incompatible());
+            }
+            flags |= f;
+        }
+    }
+    let mut b = Service::builder(key)
+        .scheduler(scheduler)
+        .sched_flags(flags)
+        .one_packet(c.ops.is_some());
+    let netmask = match c.netmask {
+        Some((_, m)) => Some(
+            parse_netmask(key.family(), m)
+                .ok_or_else(|| ctx.err(m, ParseErrorKind::InvalidNetmask))?,
+        ),
+        None => None,
+    };
+    match c.persistent {
+        Some((_, value)) => {
+            let mut p = match value {
+                None => Persistence::new(DEFAULT_PERSISTENCE_TIMEOUT),
+                Some(v) => {
+                    let secs = parse_u32(v).filter(|s| *s > 0).ok_or_else(|| {
+                        ctx.err(
+                            v,
+                            ParseErrorKind::InvalidNumber {
+                                what: "persistence timeout",
+                                range: "1-4294967295",
+                            },
+                        )
+                    })?;
+                    Persistence::new(Duration::from_secs(u64::from(secs)))
+                }
+            }
+            .map_err(|e| ctx.err_line(ParseErrorKind::Invalid(Box::new(e))))?;
+            if let Some(m) = netmask {
+                p = p.with_netmask(m);
+            }
+            if let Some((_, name)) = c.pe {
+                let e = PersistenceEngine::new(name)
+                    .map_err(|e| ctx.err(name, ParseErrorKind::Invalid(Box::new(e))))?;
+                p = p.with_engine(e);
+            }
+            b = b.persistence(p);
+        }
+        None => {
+            if let Some((t, _)) = c.pe {
+                return Err(ctx.err(t, ParseErrorKind::EngineWithoutPersistence));
+            }
+        }
+    }
+    b.build().map_err(|e| {
+        let token = match &e.problem {
+            crate::Problem::SchedFlagNotValid { .. } => c.sched_flags.map(|x| x.1),
+            crate::Problem::OnePacketNotUdp(_) => c.ops,
+            crate::Problem::NetmaskFamilyMismatch { .. }
+            | crate::Problem::NetmaskNotContiguous(_)
+            | crate::Problem::NetmaskZero
+            | crate::Problem::NetmaskPrefixOutOfRange(_) => c.netmask.map(|x| x.1),
+            _ => None,
+        };
+        ParseError {
+            line: ctx.line,
+            token: token.map(str::to_owned),
+            kind: ParseErrorKind::Invalid(Box::new(e)),
+        }
+    })
+}
+
+fn parse_netmask(family: AddressFamily, s: &str) -> Option<PersistenceMask> {
+    match family {
+        AddressFamily::Inet => Some(PersistenceMask::V4(s.parse().ok()?)),
+        AddressFamily::Inet6 => {
+            let p = parse_u32(s)?;
+            Some(PersistenceMask::V6(u8::try_from(p).ok()?))
+        }
+    }
+}
+
+fn parse_dest_addr(
+    ctx: &LineCtx,
+    c: &Collected<'_>,
+    key: &ServiceKey,
+) -> Result<SocketAddr, ParseError> {
+    let Some((_, arg)) = c.real else {
+        return Err(ctx.err_line(ParseErrorKind::MissingRealServer));
+    };
+    let (ip, port) = parse_addr(arg).ok_or_else(|| ctx.err(arg, ParseErrorKind::InvalidAddress))?;
+    Ok(SocketAddr::new(ip, port.unwrap_or(key.port())))
+}
+
+fn number(
+    ctx: &LineCtx,
+    v: Option<(&str, &str)>,
+    what: &'static str,
+    max: u32,
+    range: &'static str,
+    default: u32,
+) -> Result<u32, ParseError> {
+    match v {
+        None => Ok(default),
+        Some((_, s)) => parse_u32(s)
+            .filter(|n| *n <= max)
+            .ok_or_else(|| ctx.err(s, ParseErrorKind::InvalidNumber { what, range })),
+    }
+}
+
+fn build_dest(
+    ctx: &LineCtx,
+    c: &Collected<'_>,
+    key: &ServiceKey,
+) -> Result<Destination, ParseError> {
+    let addr = parse_dest_addr(ctx, c, key)?;
+    let forward = match c.fwd.map(|f| f.0) {
+        Some(Opt::Masq) => Forward::Masquerade,
+        Some(Opt::Ipip) => {
+            let port = match c.tun_port {
+                Some((_, p)) => Some(parse_port(p).filter(|p| *p > 0).ok_or_else(|| {
+                    ctx.err(
+                        p,
+                        ParseErrorKind::InvalidNumber {
+                            what: "tunnel port",
+                            range: "1-65535",
+                        },
+                    )
+                })?),
+                None => None,
+            };
+            let kind = match c.tun_type.map(|t| t.1) {
+                None | Some("ipip") => TunnelKind::Ipip,
+                Some("gre") => TunnelKind::Gre,
+                Some("gue") => {
+                    let Some(port) = port else {
+                        return Err(ctx.err(
+                            c.tun_type.map_or("--tun-type", |t| t.0),
+                            ParseErrorKind::TunnelPort,
+                        ));
+                    };
+                    TunnelKind::Gue { port }
+                }
+                Some(other) => return Err(ctx.err(other, ParseErrorKind::UnknownTunnelType)),
+            };
+            if let (Some((t, _)), false) = (c.tun_port, matches!(kind, TunnelKind::Gue { .. })) {
+                return Err(ctx.err(t, ParseErrorKind::TunnelPort));
+            }
+            Forward::Tunnel {
+                kind,
+                checksum: c.tun_csum.map_or(TunnelChecksum::NoChecksum, |x| x.0),
+            }
+        }
+        Some(Opt::Bypass) => Forward::Bypass,
+        _ => Forward::DirectRoute,
+    };
+    if !forward.is_tunnel() {
+        if let Some(t) = c.tun_option() {
+            return Err(ctx.err(t, ParseErrorKind::TunnelOptionWithoutTunnel));
+        }
+    }
+    let weight = number(ctx, c.weight, "weight", i32::MAX as u32, "0-2147483647", 1)?;
+    let upper = number(ctx, c.uthr, "upper threshold", u32::MAX, "0-4294967295", 0)?;
+    let lower = number(ctx, c.lthr, "lower threshold", u32::MAX, "0-4294967295", 0)?;
+    let fault = |e: Error| {
+        let token = match &e.problem {
+            crate::Problem::TunnelChecksumNotSupported { .. } => c.tun_csum.map(|x| x.1),
+            crate::Problem::ThresholdOrder { .. } => c.lthr.map(|x| x.1),
+            _ => None,
+        };
+        ParseError {
+            line: ctx.line,
+            token: token.map(str::to_owned),
+            kind: ParseErrorKind::Invalid(Box::new(e)),
+        }
+    };
+    Destination::new(addr, forward)
+        .and_then(|d| d.with_weight(weight))
+        .and_then(|d| d.with_thresholds(upper, lower))
+        .map_err(fault)
+}
+
+fn apply_line(table: &mut Table, ctx: &LineCtx, words: &[&str]) -> Result<(), ParseError> {
+    let occs = tokenize(ctx, words)?;
+    let c = collect(ctx, occs)?;
+    let Some((cmd, _)) = c.cmd else {
+        return Err(ctx.err_line(ParseErrorKind::NoCommand));
+    };
+    let not_allowed = |t: &str| ctx.err(t, ParseErrorKind::OptionNotAllowed(cmd.name()));
+    let service_cmd = matches!(cmd, Cmd::AddService | Cmd::EditService);
+    let dest_cmd = matches!(cmd, Cmd::AddDest | Cmd::EditDest);
+    if !service_cmd {
+        if let Some(t) = c.service_option() {
+            return Err(not_allowed(t));
+        }
+    }
+    if !dest_cmd {
+        if let Some(t) = c.dest_option() {
+            return Err(not_allowed(t));
+        }
+    }
+    if !matches!(cmd, Cmd::AddDest | Cmd::EditDest | Cmd::DelDest) {
+        if let Some((t, _)) = c.real {
+            return Err(not_allowed(t));
+        }
+    }
+    if cmd == Cmd::Clear {
+        if let Some((_, t, _)) = c.service {
+            return Err(not_allowed(t));
+        }
+        table.clear();
+        return Ok(());
+    }
+    let key = parse_key(ctx, &c)?;
+    let svc_token = c.service.map_or("", |s| s.2);
+    match cmd {
+        Cmd::AddService => {
+            let svc = build_service(ctx, &c, key)?;
+            table
+                .add_service(svc)
+                .map_err(|e| ctx.err(svc_token, ParseErrorKind::Invalid(Box::new(e))))?;
+        }
+        Cmd::EditService => {
+            let old = table
+                .service(&key)
+                .ok_or_else(|| ctx.err(svc_token, ParseErrorKind::NoSuchService))?;
+            let mut svc = build_service(ctx, &c, key)?;
+            for d in old.destinations() {
+                svc.set_destination(d.clone())
+                    .map_err(|e| ctx.err(svc_token, ParseErrorKind::Invalid(Box::new(e))))?;
+            }
+            table.set_service(svc);
+        }
+        Cmd::DelService => {
+            table
+                .remove_service(&key)
+                .ok_or_else(|| ctx.err(svc_token, ParseErrorKind::NoSuchService))?;
+        }
+        Cmd::AddDest | Cmd::EditDest => {
+            let dest = build_dest(ctx, &c, &key)?;
+            let real = c.real.map_or("", |r| r.1);
+            let svc = table
+                .service_mut(&key)
+                .ok_or_else(|| ctx.err(svc_token, ParseErrorKind::NoSuchService))?;
+            if cmd == Cmd::AddDest {
+                svc.add_destination(dest)
+                    .map_err(|e| ctx.err(real, ParseErrorKind::Invalid(Box::new(e))))?;
+            } else {
+                if svc.destination(dest.addr()).is_none() {
+                    return Err(ctx.err(real, ParseErrorKind::NoSuchDestination));
+                }
+                svc.set_destination(dest)
+                    .map_err(|e| ctx.err(real, ParseErrorKind::Invalid(Box::new(e))))?;
+            }
+        }
+        Cmd::DelDest => {
+            let addr = parse_dest_addr(ctx, &c, &key)?;
+            let real = c.real.map_or("", |r| r.1);
+            let svc = table
+                .service_mut(&key)
+                .ok_or_else(|| ctx.err(svc_token, ParseErrorKind::NoSuchService))?;
+            svc.remove_destination(addr)
+                .ok_or_else(|| ctx.err(real, ParseErrorKind::NoSuchDestination))?;
+        }
+        Cmd::Clear => {}
+    }
+    Ok(())
+}
+
+/// Parses an `ipvsadm -S` / `ipvsadm -R` text into a table.
+///
+/// ```
+/// let table = ipvs::ipvsadm::parse(
+///     "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.1:8080 -m -w 5\n",
+/// )
+/// .unwrap();
+/// let svc = table.services().next().unwrap();
+/// assert_eq!(svc.destinations().next().unwrap().weight(), 5);
+///
+/// let err = ipvs::ipvsadm::parse("-A -t 192.0.2.1:80\n-a -t 192.0.2.1:80 -r 10.0.0.1 -w x\n")
+///     .unwrap_err();
+/// assert_eq!(err.to_string(), "line 2: `x`: invalid weight (expected 0-2147483647)");
+/// ```
+pub fn parse(text: &str) -> Result<Table, ParseError> {
+    let mut table = Table::new();
+    for (i, line) in text.lines().enumerate() {
+        let ctx = LineCtx { line: i + 1 };
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        if words.first().is_none_or(|w| w.starts_with('#')) {
+            continue;
+        }
+        if words
+            .first()
+            .is_some_and(|w| *w == "ipvsadm" || w.ends_with("/ipvsadm"))
+        {
+            words.remove(0);
+            if words.is_empty() {
+                continue;
+            }
+        }
+        apply_line(&mut table, &ctx, &words)?;
+    }
+    Ok(table)
+}
+
+/// Options of [`print_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrintOptions {
+    /// Also write non-zero connection thresholds (`-x UPPER -y LOWER` after `-w`), which
+    /// `ipvsadm -S` leaves out (`ipvsadm -R` reads them). Off by default.
+    pub thresholds: bool,
+}
+
+/// Writes a table exactly as `ipvsadm -S -n` does; see the [module documentation](self).
+pub fn print(table: &Table) -> String {
+    print_with(table, &PrintOptions::default())
+}
+
+/// Writes a table in the `ipvsadm -S -n` format with `options`.
+pub fn print_with(table: &Table, options: &PrintOptions) -> String {
+    let items = table
+        .services()
+        .map(|s| (s.key().sort_words(), s))
+        .collect();
+    let mut out = String::new();
+    for svc in serial_sort(items, 0) {
+        print_service_with(&mut out, svc, options);
+    }
+    out
+}
+
+/// Writes one service and its destinations as `ipvsadm -S -n` does.
+pub fn print_service(service: &Service) -> String {
+    let mut out = String::new();
+    print_service_with(&mut out, service, &PrintOptions::default());
+    out
+}
+
+fn service_name(key: &ServiceKey) -> String {
+    match key {
+        ServiceKey::Addr { protocol, addr } => {
+            let opt = match protocol {
+                Protocol::Tcp => "-t",
+                Protocol::Udp => "-u",
+                Protocol::Sctp => "--sctp-service",
+            };
+            format!("{opt} {}", socket_addr_to_string(addr))
+        }
+        // ipvsadm 1.31 prints the mark with %d.
+        ServiceKey::Fwmark { family, mark } => {
+            let m = mark.get() as i32;
+            match family {
+                AddressFamily::Inet => format!("-f {m}"),
+                AddressFamily::Inet6 => format!("-f {m} -6"),
+            }
+        }
+    }
+}
+
+fn print_service_with(out: &mut String, svc: &Service, options: &PrintOptions) {
+    use std::fmt::Write as _;
+    let name = service_name(svc.key());
+    let _ = write!(out, "-A {name} -s {}", svc.scheduler());
+    if let Some(p) = svc.persistence() {
+        let _ = write!(out, " -p {}", p.timeout_secs());
+        if let Some(m) = p.netmask() {
+            let _ = write!(out, " -M {m}");
+        }
+        if let Some(e) = p.engine() {
+            let _ = write!(out, " --pe {e}");
+        }
+    }
+    if svc.one_packet() {
+        out.push_str(" -o");
+    }
+    if !svc.sched_flags().is_empty() {
+        let _ = write!(
+            out,
+            " -b {}",
+            svc.sched_flags().names(svc.scheduler()).join(",")
+        );
+    }
+    out.push('\n');
+    let items = svc
+        .destinations()
+        .map(|d| {
+            let mut w = Vec::with_capacity(5);
+            push_ip_words(&mut w, d.addr().ip());
+            w.resize(4, 0);
+            w.push(u32::from(d.addr().port()));
+            (w, d)
+        })
+        .collect();
+    for d in serial_sort(items, 0) {
+        let fwd = match d.forward() {
+            Forward::Masquerade => "-m",
+            Forward::DirectRoute | Forward::Local => "-g",
+            Forward::Tunnel { .. } => "-i",
+            Forward::Bypass => "(null)",
+        };
+        let _ = write!(
+            out,
+            "-a {name} -r {} {fwd} -w {}",
+            socket_addr_to_string(&d.addr()),
+            d.weight()
+        );
+        if options.thresholds && (d.upper_threshold() != 0 || d.lower_threshold() != 0) {
+            let _ = write!(
+                out,
+                " -x {} -y {}",
+                d.upper_threshold(),
+                d.lower_threshold()
+            );
+        }
+        if let Forward::Tunnel { kind, checksum } = d.forward() {
+            let _ = write!(out, " --tun-type {}", kind.name());
+            if let TunnelKind::Gue { port } = kind {
+                let _ = write!(out, " --tun-port {port}");
+            }
+            if kind != TunnelKind::Ipip {
+                let _ = write!(out, " --tun-{}", checksum.name());
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// Sorts items by their word vectors the way libipvs' comparators order them: each word
+/// is compared by 32-bit wrapping subtraction (`(int)(a - b)`). Within a level, if all
+/// distinct values lie within less than half the 32-bit circle, that comparison is a
+/// consistent order: the values in circle order, starting after the largest gap.
+/// Otherwise the comparator is not a total order; numeric order is used.
+fn serial_sort<T>(items: Vec<(Vec<u32>, T)>, level: usize) -> Vec<T> {
+    if items.len() <= 1 || items.iter().all(|(w, _)| w.len() <= level) {
+        return items.into_iter().map(|(_, t)| t).collect();
+    }
+    let mut groups: std::collections::BTreeMap<u32, Vec<(Vec<u32>, T)>> = Default::default();
+    for (w, t) in items {
+        let k = w.get(level).copied().unwrap_or(0);
+        groups.entry(k).or_default().push((w, t));
+    }
+    let values: Vec<u32> = groups.keys().copied().collect();
+    let mut start = 0;
+    if values.len() >= 2 {
+        let n = values.len();
+        let mut best_gap = 0u64;
+        for i in 0..n {
+            let a = u64::from(values[i]);
+            let b = u64::from(values[(i + 1) % n]);
+            let gap = if i + 1 == n { b + (1 << 32) - a } else { b - a };
+            if gap > best_gap {
+                best_gap = gap;
+                start = (i + 1) % n;
+            }
+        }
+        if best_gap <= 1 << 31 {
+            start = 0;
+        }
+    }
+    let mut ordered: Vec<_> = groups.into_iter().collect();
+    ordered.rotate_left(start);
+    ordered
+        .into_iter()
+        .flat_map(|(_, g)| serial_sort(g, level + 1))
+        .collect()
+}
+
+#[doc(hidden)]
+pub fn _ipv6(addr: &Ipv6Addr) -> String {
+    ipv6_to_string(addr)
+}
