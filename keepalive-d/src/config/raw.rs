@@ -1,0 +1,229 @@
+//! The configuration as deserialized, before validation.
+//!
+//! Every leaf keeps its source location ([`Spanned`]) so that validation errors can name the
+//! line and column. Scalars that need checking (numbers, addresses, durations, enum names)
+//! are read as strings and parsed by the validation pass, which lets it report every bad
+//! value in one run instead of stopping at the first. Required keys are `Option`s for the
+//! same reason: a missing key is reported at the mapping that lacks it.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+pub(crate) type List<T> = S<Vec<S<T>>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub vrrp_instances: Option<List<RawVrrpInstance>>,
+    #[serde(default)]
+    pub vrrp_sync_groups: Option<List<RawSyncGroup>>,
+    #[serde(default)]
+    pub virtual_servers: Option<List<RawVirtualServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVrrpInstance {
+    #[serde(default)]
+    pub name: Option<S<String>>,
+    #[serde(default)]
+    pub interface: Option<S<String>>,
+    #[serde(default)]
+    pub vrid: Option<S<String>>,
+    #[serde(default)]
+    pub priority: Option<S<String>>,
+    #[serde(default)]
+    pub version: Option<S<String>>,
+    #[serde(default)]
+    pub advert_interval: Option<S<String>>,
+    #[serde(default)]
+    pub preempt: Option<S<bool>>,
+    #[serde(default)]
+    pub preempt_delay: Option<S<String>>,
+    #[serde(default)]
+    pub unicast_source: Option<S<String>>,
+    #[serde(default)]
+    pub unicast_peers: Option<List<String>>,
+    #[serde(default)]
+    pub auth_pass: Option<S<String>>,
+    #[serde(default)]
+    pub virtual_ips: Option<List<String>>,
+    #[serde(default)]
+    pub track_interfaces: Option<List<String>>,
+    #[serde(default)]
+    pub track_scripts: Option<List<RawTrackScript>>,
+    #[serde(default)]
+    pub notify: Option<S<RawNotify>>,
+    #[serde(default)]
+    pub garp: Option<S<RawGarp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrackScript {
+    #[serde(default)]
+    pub command: Option<List<String>>,
+    #[serde(default)]
+    pub interval: Option<S<String>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub weight: Option<S<String>>,
+    #[serde(default)]
+    pub rise: Option<S<String>>,
+    #[serde(default)]
+    pub fall: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    #[serde(default)]
+    pub master: Option<List<String>>,
+    #[serde(default)]
+    pub backup: Option<List<String>>,
+    #[serde(default)]
+    pub fault: Option<List<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGarp {
+    #[serde(default)]
+    pub delay: Option<S<String>>,
+    #[serde(default)]
+    pub repeat: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSyncGroup {
+    #[serde(default)]
+    pub name: Option<S<String>>,
+    #[serde(default)]
+    pub instances: Option<List<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVirtualServer {
+    #[serde(default)]
+    pub name: Option<S<String>>,
+    #[serde(default)]
+    pub vip: Option<S<String>>,
+    #[serde(default)]
+    pub fwmark: Option<S<String>>,
+    #[serde(default)]
+    pub family: Option<S<String>>,
+    #[serde(default)]
+    pub protocol: Option<S<String>>,
+    #[serde(default)]
+    pub scheduler: Option<S<String>>,
+    #[serde(default)]
+    pub scheduler_flags: Option<List<String>>,
+    #[serde(default)]
+    pub persistence: Option<S<RawPersistence>>,
+    #[serde(default)]
+    pub one_packet: Option<S<bool>>,
+    #[serde(default)]
+    pub forward: Option<S<String>>,
+    #[serde(default)]
+    pub tunnel: Option<S<RawTunnel>>,
+    #[serde(default)]
+    pub check: Option<S<RawCheck>>,
+    #[serde(default)]
+    pub quorum: Option<S<RawQuorum>>,
+    #[serde(default)]
+    pub sorry_server: Option<S<String>>,
+    #[serde(default)]
+    pub inhibit_on_failure: Option<S<bool>>,
+    #[serde(default)]
+    pub real_servers: Option<List<RawRealServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPersistence {
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub netmask: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    #[serde(default, rename = "type")]
+    pub kind: Option<S<String>>,
+    #[serde(default)]
+    pub port: Option<S<String>>,
+    #[serde(default)]
+    pub checksum: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    #[serde(default, rename = "type")]
+    pub kind: Option<S<String>>,
+    #[serde(default)]
+    pub interval: Option<S<String>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub rise: Option<S<String>>,
+    #[serde(default)]
+    pub fall: Option<S<String>>,
+    #[serde(default)]
+    pub port: Option<S<String>>,
+    #[serde(default)]
+    pub path: Option<S<String>>,
+    #[serde(default)]
+    pub expect_status: Option<List<String>>,
+    #[serde(default)]
+    pub expect_body: Option<S<String>>,
+    #[serde(default)]
+    pub host: Option<S<String>>,
+    #[serde(default)]
+    pub dns: Option<S<RawDns>>,
+    #[serde(default)]
+    pub exec: Option<S<RawExec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    #[serde(default)]
+    pub query: Option<S<String>>,
+    #[serde(default)]
+    pub record: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExec {
+    #[serde(default)]
+    pub command: Option<List<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuorum {
+    #[serde(default)]
+    pub min_up: Option<S<String>>,
+    #[serde(default)]
+    pub hysteresis: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRealServer {
+    #[serde(default)]
+    pub address: Option<S<String>>,
+    #[serde(default)]
+    pub weight: Option<S<String>>,
+    #[serde(default)]
+    pub check: Option<S<RawCheck>>,
+}

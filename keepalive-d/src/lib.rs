@@ -1,0 +1,7 @@
+//! `keepalive-d`: a keepalived replacement — VRRP failover, health checks and IPVS tables
+//! from one YAML file.
+//!
+//! The library holds what the binary is made of, so that it can be tested and reused:
+//! for now, the [`config`] module (parsing and validation of the configuration file).
+
+pub mod config;
