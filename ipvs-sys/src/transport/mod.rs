@@ -25,9 +25,14 @@
 //! # Ok::<(), ipvs_sys::transport::TransportError>(())
 //! ```
 
+#[cfg(feature = "tokio")]
+mod async_socket;
 pub mod error;
 pub mod exchange;
 mod ops;
+
+#[cfg(feature = "tokio")]
+pub use async_socket::AsyncIpvsSocket;
 
 pub use error::{ErrorKind, KernelError, TransportError};
 pub use exchange::{AckMode, Outcome};
@@ -286,9 +291,8 @@ impl IpvsSocket {
                 nix::poll::PollFlags::POLLIN,
             )];
             match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-                Ok(0) => continue,
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
                 Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
                     return Err(TransportError::Io {
                         op,
@@ -296,31 +300,36 @@ impl IpvsSocket {
                     });
                 }
             }
-            let mut buf = self.recv_buf.as_mut_slice();
-            match self
-                .sock
-                .recv(&mut buf, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
-            {
-                Ok(n) if n > RECV_BUF => {
-                    return Err(TransportError::Io {
-                        op,
-                        source: std::io::Error::other(format!(
-                            "reply of {n} bytes truncated to {RECV_BUF}"
-                        )),
-                    });
-                }
+            match self.try_recv() {
                 Ok(n) => return Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
                 Err(source) => return Err(TransportError::Io { op, source }),
             }
         }
     }
 
-    /// Sends requests from the start of `msgs` as one chunk (at most `max_count`, and
-    /// at most the socket's send size) and waits for their replies. Returns the chunk
-    /// and how many requests it holds.
-    fn exchange(
+    /// One non-blocking `recv` into `recv_buf`; a datagram larger than the buffer is an
+    /// error, never silently truncated.
+    fn try_recv(&mut self) -> std::io::Result<usize> {
+        let mut buf = self.recv_buf.as_mut_slice();
+        let n = self
+            .sock
+            .recv(&mut buf, libc::MSG_DONTWAIT | libc::MSG_TRUNC)?;
+        if n > RECV_BUF {
+            return Err(std::io::Error::other(format!(
+                "reply of {n} bytes truncated to {RECV_BUF}"
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Encodes requests from the start of `msgs` as one chunk and sends it. Returns the
+    /// chunk that will collect the replies and how many requests it holds.
+    fn send_chunk(
         &mut self,
         msgs: &[IpvsMessage],
         max_count: usize,
@@ -353,14 +362,33 @@ impl IpvsSocket {
         self.send_buf = buf;
         let count = sent?;
         self.next_seq(count);
-        let mut chunk = Chunk::new(first, count, ack);
+        Ok((Chunk::new(first, count, ack), count))
+    }
+
+    /// Feeds the datagram in `recv_buf[..n]` to `chunk`.
+    fn feed(&self, chunk: &mut Chunk, n: usize, op: &'static str) -> Result<(), TransportError> {
+        let data = self.recv_buf.get(..n).unwrap_or_default();
+        chunk
+            .on_datagram(data, self.family_id)
+            .map_err(|source| TransportError::Decode { op, source })
+    }
+
+    /// Sends requests from the start of `msgs` as one chunk (at most `max_count`, and
+    /// at most the socket's send size) and waits for their replies. Returns the chunk
+    /// and how many requests it holds.
+    fn exchange(
+        &mut self,
+        msgs: &[IpvsMessage],
+        max_count: usize,
+        max_bytes: usize,
+        ack: AckMode,
+        op: &'static str,
+    ) -> Result<(Chunk, usize), TransportError> {
+        let (mut chunk, count) = self.send_chunk(msgs, max_count, max_bytes, ack, op)?;
         let deadline = Instant::now() + self.timeout;
         while !chunk.is_complete() {
             let n = self.recv(deadline, op)?;
-            let data = self.recv_buf.get(..n).unwrap_or_default();
-            chunk
-                .on_datagram(data, self.family_id)
-                .map_err(|source| TransportError::Decode { op, source })?;
+            self.feed(&mut chunk, n, op)?;
         }
         Ok((chunk, count))
     }
@@ -451,6 +479,12 @@ impl IpvsSocket {
     /// The TCP, TCP FIN and UDP timeouts, in seconds.
     pub fn timeouts(&mut self) -> Result<(u32, u32, u32), TransportError> {
         ops::timeouts_of(self.get(&IpvsMessage::get_config())?)
+    }
+}
+
+impl AsRawFd for IpvsSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
     }
 }
 
