@@ -3,7 +3,8 @@
 //! This crate is the lowest layer of the project: a sans-IO message layer that
 //! encodes and decodes every IPVS command and attribute byte for byte as the
 //! kernel does (`include/uapi/linux/ip_vs.h`, `net/netfilter/ipvs/ip_vs_ctl.c`).
-//! It performs no I/O; a transport on top of it
+//! The message layer (every module but `transport`) performs no I/O; a
+//! transport on top of it (the `transport` module is one)
 //!
 //! 1. resolves the id of the `"IPVS"` generic-netlink family (through the
 //!    `nlctrl` family, e.g. with `netlink-packet-generic`'s `ctrl` module) and

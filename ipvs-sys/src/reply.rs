@@ -284,7 +284,9 @@ fn decode_error(header: &NlHeader, payload: &[u8]) -> Result<ReplyPayload> {
     if header.flags & NLM_F_ACK_TLVS != 0 {
         let echoed_len = match request {
             Some(_) if header.flags & NLM_F_CAPPED != 0 => NLMSG_HDRLEN,
-            Some(r) => (r.len as usize).next_multiple_of(4),
+            Some(r) => (r.len as usize)
+                .checked_next_multiple_of(4)
+                .unwrap_or(usize::MAX),
             None => echoed.len(),
         };
         let tlvs = echoed.get(echoed_len..).unwrap_or_default();
