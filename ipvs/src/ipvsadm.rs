@@ -341,6 +341,9 @@ fn tokenize<'a>(ctx: &LineCtx, words: &[&'a str]) -> Result<Vec<Occ<'a>>, ParseE
             let Some(&(_, _, arg, opt)) = OPTIONS.iter().find(|o| o.0 == name) else {
                 return Err(ctx.err(w, ParseErrorKind::UnknownOption));
             };
+            if opt == Opt::OtherCmd {
+                return Err(ctx.err(w, ParseErrorKind::UnsupportedCommand));
+            }
             let value = match (arg, inline) {
                 (Arg::None, Some(_)) => {
                     return Err(ctx.err(w, ParseErrorKind::UnexpectedArgument));
@@ -372,6 +375,9 @@ fn tokenize<'a>(ctx: &LineCtx, words: &[&'a str]) -> Result<Vec<Occ<'a>>, ParseE
                 let Some(&(_, _, arg, opt)) = OPTIONS.iter().find(|o| o.1 == Some(c)) else {
                     return Err(ctx.err(w, ParseErrorKind::UnknownOption));
                 };
+                if opt == Opt::OtherCmd {
+                    return Err(ctx.err(w, ParseErrorKind::UnsupportedCommand));
+                }
                 let rest = &cluster[pos + c.len_utf8()..];
                 let value = match arg {
                     Arg::None => None,
