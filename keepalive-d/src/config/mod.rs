@@ -83,12 +83,12 @@ pub fn parse_str(source: &str, file: &str) -> Result<Config, ConfigErrors> {
         with_snippet: false,
     };
     let raw: raw::S<raw::RawConfig> = serde_saphyr::from_str_with_options(source, options)
-        .map_err(|e| ConfigErrors::new(vec![syntax_error(&e, file)]))?;
+        .map_err(|e| ConfigErrors::new(vec![syntax_error(&e, file, source)]))?;
     validate::validate(&raw, file)
 }
 
 /// Converts a serde-saphyr error into a [`ConfigError`].
-fn syntax_error(error: &serde_saphyr::Error, file: &str) -> ConfigError {
+fn syntax_error(error: &serde_saphyr::Error, file: &str, source: &str) -> ConfigError {
     let error = error.without_snippet();
     let position = error.location().and_then(|loc| {
         (loc.line() > 0).then(|| Position {
@@ -98,10 +98,13 @@ fn syntax_error(error: &serde_saphyr::Error, file: &str) -> ConfigError {
     });
     let message: Cow<'_, str> = match error {
         serde_saphyr::Error::Unexpected { expected, .. } => match *expected {
-            "string scalar" => {
-                "expected a single value (string or number), found a list or mapping \
-                 (an IPv6 address with a port must be quoted: \"[2001:db8::1]:80\")"
+            "string scalar" if position.is_some_and(|p| looks_like_bracketed_ipv6(source, p)) => {
+                "expected a single value, found a list: an IPv6 address with a port must be \
+                 quoted, e.g. \"[2001:db8::10]:80\""
                     .into()
+            }
+            "string scalar" => {
+                "expected a single value (string or number), found a list or mapping".into()
             }
             "mapping start" => "expected a mapping (`key: value` entries)".into(),
             "sequence start" => "expected a list (`[a, b]` or lines starting with `- `)".into(),
@@ -127,4 +130,26 @@ pub(crate) fn sanitize(text: &str) -> String {
         }
     }
     out
+}
+
+/// Whether the text at `at` looks like an unquoted `[IPv6]:port`, which YAML reads as a list.
+fn looks_like_bracketed_ipv6(source: &str, at: Position) -> bool {
+    let Some(line) = usize::try_from(at.line)
+        .ok()
+        .and_then(|n| source.lines().nth(n.saturating_sub(1)))
+    else {
+        return false;
+    };
+    let skip = usize::try_from(at.column)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(1);
+    let rest: String = line.chars().skip(skip).collect();
+    rest.strip_prefix('[')
+        .and_then(|r| r.split_once("]:"))
+        .is_some_and(|(inside, _)| {
+            inside.contains(':')
+                && inside
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        })
 }

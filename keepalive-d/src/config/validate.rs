@@ -154,6 +154,10 @@ impl Validator<'_> {
             line: at.line(),
             column: at.column(),
         });
+        self.err_at(position, message);
+    }
+
+    fn err_at(&mut self, position: Option<Position>, message: impl AsRef<str>) {
         self.errors.push(ConfigError {
             file: self.file.to_owned(),
             position,
@@ -360,7 +364,6 @@ impl Validator<'_> {
     // ---- the whole file ------------------------------------------------------------------
 
     fn config(&mut self, raw: &S<RawConfig>) -> Config {
-        let top = &raw.referenced;
         let raw = &raw.value;
         let instances_raw = raw
             .vrrp_instances
@@ -381,8 +384,9 @@ impl Validator<'_> {
             virtual_servers: Vec::new(),
         };
         if instances_raw.is_empty() && servers_raw.is_empty() {
-            self.err(
-                top,
+            // About the file as a whole: reported at its start.
+            self.err_at(
+                Some(Position { line: 1, column: 1 }),
                 "the configuration defines nothing: expected `vrrp_instances` and/or `virtual_servers`",
             );
         }
@@ -1614,6 +1618,8 @@ impl Validator<'_> {
                         .rev()
                         .find(|l| !l.trim().is_empty())
                         .unwrap_or("");
+                    let last = last.trim();
+                    let last = last.strip_prefix("error:").unwrap_or(last).trim();
                     self.err(
                         &s.referenced,
                         format!(
