@@ -6,4 +6,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod lab_ipvsadm;
+mod sys_matrix;
 mod sys_transport;

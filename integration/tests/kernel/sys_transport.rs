@@ -268,18 +268,24 @@ fn timeouts_info_zero_flush_and_sync_daemon() {
 fn async_socket_does_the_same_on_tokio() {
     let ns = TestNs::new("sys-async").unwrap();
     let path = format!("/run/netns/{}", ns.name());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut ipvs = ipvs_sys::transport::AsyncIpvsSocket::open_in_netns(&path).unwrap();
         let svc = tcp("192.0.2.50:80").with_config("sed", ServiceFlags::EMPTY, 0);
         let mut msgs = vec![IpvsMessage::new_service(svc.clone())];
         for i in 1..=20u8 {
-            let d = DestAttrs::key_of(([10, 5, 0, i], 80).into())
-                .with_config(ForwardMethod::ROUTE, 1);
+            let d =
+                DestAttrs::key_of(([10, 5, 0, i], 80).into()).with_config(ForwardMethod::ROUTE, 1);
             msgs.push(IpvsMessage::new_dest(svc.key(), d));
         }
         msgs.push(msgs[1].clone()); // a duplicate destination: refused
-        let opts = BatchOptions { chunk: 8, ..BatchOptions::default() };
+        let opts = BatchOptions {
+            chunk: 8,
+            ..BatchOptions::default()
+        };
         let report = ipvs.batch(&msgs, &opts).await.unwrap();
         assert_eq!(report.failures.len(), 1);
         assert_eq!(report.failures[0].index, 21);
@@ -287,7 +293,10 @@ fn async_socket_does_the_same_on_tokio() {
         let services = ipvs.services().await.unwrap();
         assert_eq!(services.len(), 1);
         assert_eq!(ipvs.destinations(&services[0]).await.unwrap().len(), 20);
-        let e = ipvs.execute(&IpvsMessage::new_service(svc)).await.unwrap_err();
+        let e = ipvs
+            .execute(&IpvsMessage::new_service(svc))
+            .await
+            .unwrap_err();
         assert_eq!(kind(e), ErrorKind::AlreadyExists);
         assert!(ipvs.info().await.unwrap().ipvs_version().is_some());
     });
