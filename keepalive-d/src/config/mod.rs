@@ -153,3 +153,6 @@ fn looks_like_bracketed_ipv6(source: &str, at: Position) -> bool {
                     .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
         })
 }
+
+#[cfg(test)]
+mod tests;

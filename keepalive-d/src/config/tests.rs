@@ -1,0 +1,545 @@
+//! Accepted configurations: defaults, values and the rules' "allowed" side. (Rejections live
+//! in `tests/bad-configs/`.)
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn parse(yaml: &str) -> Config {
+    match parse_str(yaml, "test.yaml") {
+        Ok(config) => config,
+        Err(errors) => panic!("rejected:\n{errors}"),
+    }
+}
+
+fn errors(yaml: &str) -> Vec<ConfigError> {
+    parse_str(yaml, "test.yaml").unwrap_err().into_vec()
+}
+
+const MINIMAL_INSTANCE: &str = "
+vrrp_instances:
+  - name: vi
+    interface: eth0
+    vrid: 7
+    priority: 100
+    virtual_ips: [192.0.2.1]
+";
+
+const MINIMAL_SERVER: &str = "
+virtual_servers:
+  - name: web
+    vip: 192.0.2.10:80
+    real_servers:
+      - address: 10.0.0.1:80
+";
+
+#[test]
+fn vrrp_defaults() {
+    let config = parse(MINIMAL_INSTANCE);
+    let vi = &config.vrrp_instances[0];
+    assert_eq!(vi.name, "vi");
+    assert_eq!(vi.interface, "eth0");
+    assert_eq!((vi.vrid, vi.priority), (7, 100));
+    assert_eq!(vi.version, VrrpVersion::V3);
+    assert_eq!(vi.family, AddressFamily::Ipv4);
+    assert_eq!(vi.advert_interval, Duration::from_secs(1));
+    assert!(vi.preempt);
+    assert_eq!(vi.preempt_delay, Duration::ZERO);
+    assert_eq!(vi.unicast_source, None);
+    assert!(vi.unicast_peers.is_empty());
+    assert_eq!(vi.auth_pass, None);
+    // A bare address is a host address.
+    assert_eq!(
+        vi.virtual_ips,
+        [VirtualIp {
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            prefix_len: 32
+        }]
+    );
+    assert!(vi.track_interfaces.is_empty());
+    assert!(vi.track_scripts.is_empty());
+    assert_eq!(vi.notify, Notify::default());
+    assert_eq!(
+        vi.garp,
+        Garp {
+            delay: Duration::from_secs(5),
+            repeat: 5
+        }
+    );
+    assert!(config.vrrp_sync_groups.is_empty());
+    assert!(config.virtual_servers.is_empty());
+}
+
+#[test]
+fn virtual_server_defaults() {
+    let config = parse(MINIMAL_SERVER);
+    let vs = &config.virtual_servers[0];
+    assert_eq!(
+        vs.key,
+        ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            vip: "192.0.2.10:80".parse().unwrap()
+        }
+    );
+    assert_eq!(vs.scheduler, Scheduler::Wlc);
+    assert!(vs.scheduler_flags.is_empty());
+    assert_eq!(vs.persistence, None);
+    assert!(!vs.one_packet);
+    assert_eq!(vs.forward, Forward::Nat);
+    assert_eq!(
+        vs.quorum,
+        Quorum {
+            min_up: 1,
+            hysteresis: 0
+        }
+    );
+    assert_eq!(vs.sorry_server, None);
+    assert!(!vs.inhibit_on_failure);
+    assert_eq!(
+        vs.real_servers,
+        [RealServer {
+            address: "10.0.0.1:80".parse().unwrap(),
+            weight: 1,
+            check: None
+        }]
+    );
+    assert_eq!(config.real_server_count(), 1);
+}
+
+#[test]
+fn check_defaults() {
+    let config = parse(
+        "
+virtual_servers:
+  - name: web
+    vip: 192.0.2.10:80
+    check: { type: http }
+    real_servers: [{ address: 10.0.0.1:80 }]
+  - name: fast
+    vip: 192.0.2.10:81
+    check: { type: tcp, interval: 500ms }
+    real_servers: [{ address: 10.0.0.1:81 }]
+",
+    );
+    let check = config.virtual_servers[0].real_servers[0]
+        .check
+        .clone()
+        .unwrap();
+    assert_eq!(check.interval, Duration::from_secs(2));
+    assert_eq!(check.timeout, Duration::from_secs(1));
+    assert_eq!((check.rise, check.fall), (2, 3));
+    assert_eq!(check.port, None);
+    assert_eq!(
+        check.kind,
+        CheckKind::Http(HttpCheck {
+            path: "/".into(),
+            expect_status: vec![200],
+            expect_body: None,
+            host: None,
+        })
+    );
+    // The default timeout never exceeds a short interval.
+    let fast = config.virtual_servers[1].real_servers[0]
+        .check
+        .clone()
+        .unwrap();
+    assert_eq!(fast.timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn web_farm_example_values() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs/web-farm.yaml");
+    let config = load(&path).unwrap();
+    let web = &config.vrrp_instances[0];
+    assert_eq!(web.advert_interval, Duration::from_millis(100));
+    assert_eq!(web.preempt_delay, Duration::from_secs(5));
+    assert_eq!(web.unicast_source, Some("192.0.2.2".parse().unwrap()));
+    assert_eq!(web.unicast_peers, ["192.0.2.3".parse::<IpAddr>().unwrap()]);
+    assert_eq!(web.virtual_ips[0].to_string(), "192.0.2.10/24");
+    let script = &web.track_scripts[0];
+    assert_eq!(script.command.program, "/usr/local/bin/check-db");
+    assert!(script.command.args.is_empty());
+    assert_eq!((script.weight, script.rise, script.fall), (-20, 2, 2));
+    assert_eq!(script.interval, Duration::from_secs(2));
+    assert_eq!(script.timeout, Duration::from_secs(1));
+    let master = web.notify.master.as_ref().unwrap();
+    assert_eq!(
+        (master.program.as_str(), master.args.as_slice()),
+        ("/usr/local/bin/notify", &["master".to_owned()][..])
+    );
+    let v6 = &config.vrrp_instances[1];
+    assert_eq!(v6.family, AddressFamily::Ipv6);
+    assert_eq!(
+        v6.vrid, web.vrid,
+        "the same vrid is allowed in the other family"
+    );
+    assert_eq!(
+        config.vrrp_sync_groups,
+        [SyncGroup {
+            name: "front".into(),
+            instances: vec!["web".into(), "web-v6".into()]
+        }]
+    );
+
+    let http = &config.virtual_servers[0];
+    assert_eq!(http.scheduler, Scheduler::Wrr);
+    let persistence = http.persistence.unwrap();
+    assert_eq!(persistence.timeout, Duration::from_secs(300));
+    assert_eq!(persistence.prefix_len, 24);
+    assert_eq!(persistence.ipv4_netmask(), Ipv4Addr::new(255, 255, 255, 0));
+    assert_eq!(
+        http.sorry_server,
+        Some("10.0.0.99:80".parse::<SocketAddr>().unwrap())
+    );
+    // The service check is every server's, unless a server has its own (which replaces it).
+    let service_check = http.real_servers[0].check.clone().unwrap();
+    match &service_check.kind {
+        CheckKind::Http(h) => {
+            assert_eq!(h.path, "/healthz");
+            assert_eq!(h.expect_status, [200, 204]);
+            assert!(h.expect_body.as_ref().unwrap().0.is_match("ok\n"));
+            assert!(!h.expect_body.as_ref().unwrap().0.is_match("not ok"));
+            assert_eq!(h.host.as_deref(), Some("www.example.test"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(http.real_servers[1].check, Some(service_check));
+    let own = http.real_servers[2].check.clone().unwrap();
+    assert_eq!(own.kind, CheckKind::Tcp);
+    assert_eq!(own.interval, Duration::from_secs(2));
+    assert_eq!(http.real_servers[2].weight, 50);
+
+    let tls = &config.virtual_servers[1];
+    assert_eq!(tls.scheduler_flags, [SchedulerFlag::MhPort]);
+    assert_eq!(tls.forward, Forward::DirectRouting);
+    assert!(tls.inhibit_on_failure);
+    assert!(matches!(
+        tls.real_servers[0].check.as_ref().unwrap().kind,
+        CheckKind::Https(_)
+    ));
+
+    let v6 = &config.virtual_servers[2];
+    assert_eq!(v6.key.family(), AddressFamily::Ipv6);
+    assert_eq!(
+        v6.scheduler_flags,
+        [SchedulerFlag::ShFallback, SchedulerFlag::ShPort]
+    );
+    assert_eq!(v6.persistence.unwrap().prefix_len, 64);
+    assert_eq!(v6.persistence.unwrap().timeout, Duration::from_secs(600));
+    assert_eq!(
+        v6.forward,
+        Forward::Tunnel(Tunnel {
+            encap: TunnelEncap::Gue { port: 6080 },
+            checksum: TunnelChecksum::Csum
+        })
+    );
+    assert_eq!(
+        v6.quorum,
+        Quorum {
+            min_up: 2,
+            hysteresis: 1
+        }
+    );
+    // forward: tun allows a real server of the other family.
+    assert!(v6.real_servers[2].address.is_ipv4());
+}
+
+#[test]
+fn fwmark_dns_example_values() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs/fwmark-dns.yaml");
+    let config = load(&path).unwrap();
+    let dns = &config.virtual_servers[0];
+    assert_eq!(
+        dns.key,
+        ServiceKey::Fwmark {
+            mark: 10,
+            family: AddressFamily::Ipv4
+        }
+    );
+    assert!(dns.one_packet);
+    let check = dns.real_servers[0].check.clone().unwrap();
+    assert_eq!(check.port, Some(53));
+    assert_eq!(
+        check.kind,
+        CheckKind::Dns(DnsCheck {
+            query: "example.test".into(),
+            record: DnsRecordType::A
+        })
+    );
+    let exec = dns.real_servers[2].check.clone().unwrap();
+    assert_eq!(
+        exec.kind,
+        CheckKind::Exec(Command {
+            program: "/usr/local/bin/check-resolver".into(),
+            args: vec!["10.0.1.13".into()]
+        })
+    );
+    assert_eq!(exec.port, None);
+}
+
+#[test]
+fn vrid_may_repeat_on_another_interface_version_or_family() {
+    let config = parse(
+        r#"
+vrrp_instances:
+  - { name: a, interface: eth0, vrid: 9, priority: 100, virtual_ips: [192.0.2.1/24] }
+  - { name: b, interface: eth1, vrid: 9, priority: 100, virtual_ips: [192.0.2.2/24] }
+  - { name: c, interface: eth0, vrid: 9, priority: 100, version: 2, virtual_ips: [192.0.2.3/24] }
+  - { name: d, interface: eth0, vrid: 9, priority: 100, virtual_ips: ["2001:db8::1/64"] }
+"#,
+    );
+    assert_eq!(config.vrrp_instances.len(), 4);
+}
+
+#[test]
+fn vrrp_v2_accepts_auth_pass_and_whole_second_intervals() {
+    let config = parse(
+        "
+vrrp_instances:
+  - name: old
+    interface: eth0
+    vrid: 1
+    priority: 255
+    version: 2
+    advert_interval: 3s
+    auth_pass: 12345678
+    virtual_ips: [192.0.2.1/24]
+",
+    );
+    let vi = &config.vrrp_instances[0];
+    assert_eq!(vi.version, VrrpVersion::V2);
+    assert_eq!(vi.priority, 255);
+    assert_eq!(vi.advert_interval, Duration::from_secs(3));
+    assert_eq!(vi.auth_pass.as_deref(), Some("12345678"));
+}
+
+#[test]
+fn vrrp_v3_interval_bounds() {
+    for (text, ok) in [
+        ("10ms", true),
+        ("40s950ms", true),
+        ("40s960ms", false),
+        ("5ms", false),
+        ("1m", false),
+    ] {
+        let yaml = MINIMAL_INSTANCE.replace(
+            "    virtual_ips",
+            &format!("    advert_interval: {text}\n    virtual_ips"),
+        );
+        assert_eq!(parse_str(&yaml, "t").is_ok(), ok, "{text}");
+    }
+}
+
+#[test]
+fn persistence_ipv6_netmask_forms() {
+    for netmask in ["64", "/64"] {
+        let config = parse(&format!(
+            r#"
+virtual_servers:
+  - name: v6
+    vip: "[2001:db8::10]:443"
+    persistence: {{ netmask: {netmask} }}
+    real_servers: [{{ address: "[2001:db8::11]:443" }}]
+"#
+        ));
+        let persistence = config.virtual_servers[0].persistence.unwrap();
+        assert_eq!(persistence.prefix_len, 64);
+        assert_eq!(persistence.timeout, Duration::from_secs(300));
+    }
+}
+
+#[test]
+fn persistence_default_netmask_is_a_host() {
+    let config =
+        parse(&MINIMAL_SERVER.replace("    real_servers", "    persistence: {}\n    real_servers"));
+    assert_eq!(
+        config.virtual_servers[0].persistence.unwrap().prefix_len,
+        32
+    );
+}
+
+#[test]
+fn port_zero_vip_with_persistence() {
+    let config = parse(
+        "
+virtual_servers:
+  - name: all-ports
+    vip: 192.0.2.10:0
+    persistence: { timeout: 1h }
+    real_servers: [{ address: 10.0.0.1:0 }]
+",
+    );
+    assert_eq!(
+        config.virtual_servers[0].persistence.unwrap().timeout,
+        Duration::from_secs(3600)
+    );
+}
+
+#[test]
+fn udp_one_packet_and_sctp() {
+    let config = parse(
+        "
+virtual_servers:
+  - { name: u, vip: 192.0.2.10:53, protocol: udp, one_packet: true, real_servers: [{ address: 10.0.0.1:53 }] }
+  - { name: s, vip: 192.0.2.10:53, protocol: sctp, real_servers: [{ address: 10.0.0.1:53 }] }
+",
+    );
+    assert!(config.virtual_servers[0].one_packet);
+    assert!(matches!(
+        config.virtual_servers[1].key,
+        ServiceKey::Addr {
+            protocol: Protocol::Sctp,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn every_scheduler_name_is_accepted() {
+    for scheduler in Scheduler::ALL {
+        let yaml = MINIMAL_SERVER.replace(
+            "    real_servers",
+            &format!("    scheduler: {}\n    real_servers", scheduler.as_str()),
+        );
+        assert_eq!(parse(&yaml).virtual_servers[0].scheduler, scheduler);
+    }
+}
+
+#[test]
+fn weights_span_the_kernel_range() {
+    let config = parse(
+        "
+virtual_servers:
+  - name: w
+    vip: 192.0.2.10:80
+    real_servers:
+      - { address: 10.0.0.1:80, weight: 0 }
+      - { address: 10.0.0.2:80, weight: 2147483647 }
+",
+    );
+    let weights: Vec<u32> = config.virtual_servers[0]
+        .real_servers
+        .iter()
+        .map(|r| r.weight)
+        .collect();
+    assert_eq!(weights, [0, 2147483647]);
+}
+
+#[test]
+fn anchors_and_aliases_can_share_settings() {
+    let config = parse(
+        "
+virtual_servers:
+  - name: a
+    vip: 192.0.2.10:80
+    check: &http { type: http, path: /health }
+    real_servers: [{ address: 10.0.0.1:80 }]
+  - name: b
+    vip: 192.0.2.10:81
+    check: *http
+    real_servers: [{ address: 10.0.0.1:81 }]
+",
+    );
+    assert_eq!(
+        config.virtual_servers[0].real_servers[0].check,
+        config.virtual_servers[1].real_servers[0].check
+    );
+}
+
+#[test]
+fn errors_are_sorted_and_all_reported() {
+    let errors = errors(
+        "
+virtual_servers:
+  - name: b
+    vip: 192.0.2.10:80
+    scheduler: nope
+    real_servers: [{ address: 10.0.0.1:80, weight: x }]
+vrrp_instances:
+  - { name: a, interface: eth0, vrid: 300, priority: 100, virtual_ips: [192.0.2.1/24] }
+",
+    );
+    let positions: Vec<(u64, u64)> = errors
+        .iter()
+        .map(|e| {
+            let p = e.position.unwrap();
+            (p.line, p.column)
+        })
+        .collect();
+    assert_eq!(positions, [(5, 16), (6, 52), (8, 39)]);
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let errors = errors("vrrp_instances:\n  - { name: \"é\", bogus: 1 }\n");
+    assert_eq!(
+        errors[0].position,
+        Some(Position {
+            line: 2,
+            column: 18
+        })
+    );
+}
+
+#[test]
+fn control_characters_in_values_stay_escaped_in_messages() {
+    let errors =
+        errors(&MINIMAL_INSTANCE.replace("interface: eth0", "interface: \"e\\nth0\\u001b\""));
+    assert_eq!(errors.len(), 1);
+    assert!(!errors[0].message.contains('\n'), "{}", errors[0].message);
+    assert!(
+        !errors[0].message.contains('\u{1b}'),
+        "{}",
+        errors[0].message
+    );
+}
+
+#[test]
+fn load_rejects_files_that_are_not_utf8() {
+    let dir = std::env::temp_dir().join(format!("keepalive-d-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("latin1.yaml");
+    std::fs::write(&path, b"vrrp_instances: \xe9\n").unwrap();
+    let errors = load(&path).unwrap_err().into_vec();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].position, None);
+    assert!(errors[0].message.contains("UTF-8"), "{}", errors[0].message);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Arbitrary YAML-ish text never panics the parser or the validator, and every error has
+    /// a position inside the text (or none at all).
+    #[test]
+    fn parse_never_panics(text in "(vrrp_instances|virtual_servers|real_servers|name|vip|check|type|\
+[-:{}\\[\\], \n]|[a-z0-9./]{1,8}|\"|&a|\\*a){0,40}") {
+        if let Err(errors) = parse_str(&text, "p.yaml") {
+            let lines = u64::try_from(text.lines().count()).unwrap() + 1;
+            for error in errors.errors() {
+                if let Some(p) = error.position {
+                    prop_assert!(p.line >= 1 && p.line <= lines, "{error} in {text:?}");
+                    prop_assert!(p.column >= 1);
+                }
+            }
+        }
+    }
+
+    /// Any valid vrid/priority/weight is accepted and comes back unchanged.
+    #[test]
+    fn numbers_in_range_round_trip(vrid in 1u8..=255, priority in 1u8..=255, weight in 0u32..=2147483647) {
+        let yaml = format!(
+            "vrrp_instances:\n  - {{ name: a, interface: eth0, vrid: {vrid}, priority: {priority}, virtual_ips: [192.0.2.1/24] }}\n\
+             virtual_servers:\n  - {{ name: w, vip: 192.0.2.10:80, real_servers: [{{ address: 10.0.0.1:80, weight: {weight} }}] }}\n"
+        );
+        let config = parse_str(&yaml, "p.yaml").unwrap();
+        prop_assert_eq!(config.vrrp_instances[0].vrid, vrid);
+        prop_assert_eq!(config.vrrp_instances[0].priority, priority);
+        prop_assert_eq!(config.virtual_servers[0].real_servers[0].weight, weight);
+    }
+}
