@@ -7,7 +7,7 @@
 //! | [`ServiceKey`] | `"tcp 192.0.2.1:80"`, `"udp [2001:db8::1]:53"`, `"sctp 192.0.2.1:3868"`, `"fwmark 7"`, `"fwmark 7 ipv6"` |
 //! | [`Scheduler`] | its name: `"wlc"`, `"mh"`, `"my-custom"` |
 //! | durations | `"300s"` (a bare integer is read as seconds too) |
-//! | [`PersistenceMask`] | IPv4: `"255.255.255.0"`; IPv6: a prefix length, `64` |
+//! | [`PersistenceMask`] | IPv4: `"255.255.255.0"`; IPv6: a prefix length, `64` (checked, with the service's family, when the service is built) |
 //! | [`Persistence`] | `{"timeout": "300s", "netmask": "255.255.255.0", "engine": "sip"}` (netmask and engine optional) |
 //! | [`Forward`] | `"nat"`, `"dr"`, `"local"`, `"bypass"`, or a tunnel `{"tun": {"type": "ipip"}}`, `{"tun": {"type": "gue", "port": 6080, "checksum": "csum"}}`, `{"tun": {"type": "gre", "checksum": "none"}}`; `"tun"` alone is an IPIP tunnel |
 //! | [`TunnelChecksum`] | `"none"`, `"csum"`, `"remcsum"` |
@@ -215,19 +215,19 @@ impl<'de> Deserialize<'de> for PersistenceMask {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<PersistenceMask, E> {
                 let p = u8::try_from(v)
                     .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))?;
-                PersistenceMask::v6(p).map_err(E::custom)
+                Ok(PersistenceMask::V6(p))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<PersistenceMask, E> {
                 let p = u8::try_from(v)
                     .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))?;
-                PersistenceMask::v6(p).map_err(E::custom)
+                Ok(PersistenceMask::V6(p))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PersistenceMask, E> {
                 if let Ok(m) = v.parse::<Ipv4Addr>() {
-                    return PersistenceMask::v4(m).map_err(E::custom);
+                    return Ok(PersistenceMask::V4(m));
                 }
                 match v.parse::<u8>() {
-                    Ok(p) => PersistenceMask::v6(p).map_err(E::custom),
+                    Ok(p) => Ok(PersistenceMask::V6(p)),
                     Err(_) => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
                 }
             }

@@ -709,6 +709,12 @@ fn ordering_follows_ipvsadm() {
         ipvsadm::print(&t),
         "-A -t 10.0.0.1:79 -s wlc\n-A -t 10.0.0.1:80 -s wlc\n-A -t 10.0.0.2:80 -s wlc\n"
     );
+    // Exactly 2^31 apart: each is "less" than the other in ipvsadm; numeric order.
+    let t = ipvsadm::parse("-A -f 2147483649\n-A -f 1\n").unwrap();
+    assert_eq!(
+        ipvsadm::print(&t),
+        "-A -f 1 -s wlc\n-A -f -2147483647 -s wlc\n"
+    );
     // No consistent order (values all around the circle): numeric order.
     let t = ipvsadm::parse("-A -f 1\n-A -f 1431655766\n-A -f 2863311531\n").unwrap();
     assert_eq!(
