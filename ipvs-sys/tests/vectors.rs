@@ -614,3 +614,82 @@ fn batch_matches_vectors() {
     }
     assert_eq!(batch.as_bytes(), &expected[..]);
 }
+
+/// Every attribute of every nest appears in at least one vector.
+#[test]
+fn vectors_cover_every_attribute() {
+    let mut seen = BTreeSet::new();
+    let mut mark = |name: &'static str, present: bool| {
+        if present {
+            seen.insert(name);
+        }
+    };
+    for (name, _) in table() {
+        for r in decode_replies(&load(name), FAMILY).unwrap() {
+            let ReplyPayload::Ipvs(m) = r.payload else {
+                continue;
+            };
+            if let Some(i) = m.info_attrs() {
+                mark("INFO_ATTR_VERSION", i.version.is_some());
+                mark("INFO_ATTR_CONN_TAB_SIZE", i.conn_tab_size.is_some());
+            }
+            let Some(a) = m.cmd_attrs() else { continue };
+            mark("CMD_ATTR_TIMEOUT_TCP", a.timeout_tcp.is_some());
+            mark("CMD_ATTR_TIMEOUT_TCP_FIN", a.timeout_tcp_fin.is_some());
+            mark("CMD_ATTR_TIMEOUT_UDP", a.timeout_udp.is_some());
+            if let Some(s) = &a.service {
+                mark("CMD_ATTR_SERVICE", true);
+                mark("SVC_ATTR_AF", s.af.is_some());
+                mark("SVC_ATTR_PROTOCOL", s.protocol.is_some());
+                mark("SVC_ATTR_ADDR", s.addr.is_some());
+                mark("SVC_ATTR_PORT", s.port.is_some());
+                mark("SVC_ATTR_FWMARK", s.fwmark.is_some());
+                mark("SVC_ATTR_SCHED_NAME", s.sched_name.is_some());
+                mark("SVC_ATTR_FLAGS", s.flags.is_some());
+                mark("SVC_ATTR_TIMEOUT", s.timeout.is_some());
+                mark("SVC_ATTR_NETMASK", s.netmask.is_some());
+                mark("SVC_ATTR_STATS", s.stats.is_some());
+                mark("SVC_ATTR_PE_NAME", s.pe_name.is_some());
+                mark("SVC_ATTR_STATS64", s.stats64.is_some());
+            }
+            if let Some(d) = &a.dest {
+                mark("CMD_ATTR_DEST", true);
+                mark("DEST_ATTR_ADDR", d.addr.is_some());
+                mark("DEST_ATTR_PORT", d.port.is_some());
+                mark("DEST_ATTR_FWD_METHOD", d.fwd_method.is_some());
+                mark("DEST_ATTR_WEIGHT", d.weight.is_some());
+                mark("DEST_ATTR_U_THRESH", d.u_thresh.is_some());
+                mark("DEST_ATTR_L_THRESH", d.l_thresh.is_some());
+                mark("DEST_ATTR_ACTIVE_CONNS", d.active_conns.is_some());
+                mark("DEST_ATTR_INACT_CONNS", d.inact_conns.is_some());
+                mark("DEST_ATTR_PERSIST_CONNS", d.persist_conns.is_some());
+                mark("DEST_ATTR_STATS", d.stats.is_some());
+                mark("DEST_ATTR_ADDR_FAMILY", d.addr_family.is_some());
+                mark("DEST_ATTR_STATS64", d.stats64.is_some());
+                mark("DEST_ATTR_TUN_TYPE", d.tun_type.is_some());
+                mark("DEST_ATTR_TUN_PORT", d.tun_port.is_some());
+                mark("DEST_ATTR_TUN_FLAGS", d.tun_flags.is_some());
+            }
+            if let Some(d) = &a.daemon {
+                mark("CMD_ATTR_DAEMON", true);
+                mark("DAEMON_ATTR_STATE", d.state.is_some());
+                mark("DAEMON_ATTR_MCAST_IFN", d.mcast_ifn.is_some());
+                mark("DAEMON_ATTR_SYNC_ID", d.sync_id.is_some());
+                mark("DAEMON_ATTR_SYNC_MAXLEN", d.sync_maxlen.is_some());
+                mark("DAEMON_ATTR_MCAST_GROUP", d.mcast_group.is_some());
+                mark("DAEMON_ATTR_MCAST_GROUP6", d.mcast_group6.is_some());
+                mark("DAEMON_ATTR_MCAST_PORT", d.mcast_port.is_some());
+                mark("DAEMON_ATTR_MCAST_TTL", d.mcast_ttl.is_some());
+            }
+        }
+    }
+    // CMD 6 + SVC 12 + DEST 15 + DAEMON 8 + INFO 2 (the ten STATS attributes
+    // are always all present in a stats nest).
+    assert_eq!(seen.len(), 6 + 12 + 15 + 8 + 2, "{seen:?}");
+    // The PAD attribute appears in reply_dest_stats_pad.
+    assert!(
+        load("reply_dest_stats_pad")
+            .windows(4)
+            .any(|w| w == [4, 0, 11, 0])
+    );
+}
