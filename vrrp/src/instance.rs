@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::checksum::{self, V3Ipv4Checksum};
 use crate::config::{InstanceConfig, ValidConfig};
 use crate::constants::{PRIORITY_OWNER, PRIORITY_STOP, TTL};
 use crate::packet::{
@@ -341,6 +342,14 @@ pub enum Warning {
         /// The advertised addresses.
         received: Vec<IpAddr>,
     },
+    /// With [`crate::V3Ipv4ChecksumRx::Either`], a VRRPv3 advert over IPv4 carried
+    /// the other checksum variant than the one we send: the sender probably
+    /// drops our adverts (set [`InstanceConfig::v3_ipv4_checksum`] to
+    /// `received`).
+    ChecksumVariantMismatch {
+        /// The variant the advert carried.
+        received: V3Ipv4Checksum,
+    },
 }
 
 /// An advert that passed [`Instance::receive`].
@@ -613,6 +622,22 @@ impl Instance {
             }
         }
         let mut warnings = Vec::new();
+        if cfg.version == Version::V3 && cfg.family() == AddressFamily::Ipv4 {
+            let ours = checksum::vrrp_checksum(
+                payload,
+                Version::V3,
+                meta.src,
+                meta.dst,
+                cfg.v3_ipv4_checksum,
+            );
+            if payload.get(6..8) != Some(&ours.to_be_bytes()[..]) {
+                let received = match cfg.v3_ipv4_checksum {
+                    V3Ipv4Checksum::PseudoHeader => V3Ipv4Checksum::MessageOnly,
+                    V3Ipv4Checksum::MessageOnly => V3Ipv4Checksum::PseudoHeader,
+                };
+                warnings.push(Warning::ChecksumVariantMismatch { received });
+            }
+        }
         let same_set = advert.addresses.len() == cfg.virtual_addresses.len()
             && advert
                 .addresses

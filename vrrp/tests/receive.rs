@@ -386,3 +386,37 @@ fn drop_reasons_display() {
             .contains("too short")
     );
 }
+
+#[test]
+fn either_mode_warns_about_the_other_checksum_variant() {
+    let m = mcast("10.0.0.1");
+    let msg_only = encode(&adv(Version::V3), m.src, m.dst, V3Ipv4Checksum::MessageOnly).unwrap();
+    let pseudo = bytes(&adv(Version::V3), &m);
+    let either = instance(Version::V3, |c| {
+        c.v3_ipv4_checksum_rx = V3Ipv4ChecksumRx::Either
+    });
+    assert_eq!(
+        either.receive(&msg_only, &m).unwrap().warnings,
+        [Warning::ChecksumVariantMismatch {
+            received: V3Ipv4Checksum::MessageOnly
+        }]
+    );
+    assert!(either.receive(&pseudo, &m).unwrap().warnings.is_empty());
+    let either_as_v2 = instance(Version::V3, |c| {
+        c.v3_ipv4_checksum = V3Ipv4Checksum::MessageOnly;
+        c.v3_ipv4_checksum_rx = V3Ipv4ChecksumRx::Either;
+    });
+    assert!(
+        either_as_v2
+            .receive(&msg_only, &m)
+            .unwrap()
+            .warnings
+            .is_empty()
+    );
+    assert_eq!(
+        either_as_v2.receive(&pseudo, &m).unwrap().warnings,
+        [Warning::ChecksumVariantMismatch {
+            received: V3Ipv4Checksum::PseudoHeader
+        }]
+    );
+}
