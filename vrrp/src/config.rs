@@ -151,6 +151,18 @@ pub struct InstanceConfig {
     pub check_unicast_ttl: bool,
     /// Gratuitous ARP / unsolicited NA settings.
     pub garp: GarpConfig,
+    /// keepalived `lower_prio_no_advert`: a master does not answer a
+    /// lower-priority advert with its own (default false: it answers at
+    /// once, which resolves a split brain quickly).
+    pub lower_prio_no_advert: bool,
+    /// keepalived `higher_prio_send_advert`: a master that yields to a
+    /// higher-priority advert first sends one last advert of its own
+    /// (default false).
+    pub higher_prio_send_advert: bool,
+    /// keepalived `garp_lower_prio_repeat`: gratuitous ARPs / NAs per
+    /// address a master sends when it hears a lower-priority advert, to
+    /// win back neighbours' caches (default 0: none).
+    pub garp_lower_prio_repeat: u32,
 }
 
 impl InstanceConfig {
@@ -179,6 +191,9 @@ impl InstanceConfig {
             unicast_peers: Vec::new(),
             check_unicast_ttl: false,
             garp: GarpConfig::default(),
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
+            garp_lower_prio_repeat: 0,
         }
     }
 

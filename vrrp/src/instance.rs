@@ -933,20 +933,37 @@ impl Instance {
                 // else: preempting; discard and let the timer run out.
             }
             State::Master => {
+                let yield_reason = if adv.priority == PRIORITY_STOP {
+                    None
+                } else if adv.priority > local {
+                    Some(Reason::HigherPriority)
+                } else if adv.priority == local && src > self.cfg.primary_address {
+                    Some(Reason::EqualPriorityHigherAddress)
+                } else {
+                    None
+                };
                 if adv.priority == PRIORITY_STOP {
                     out.push(Action::SendAdvert(self.advertisement(local)));
                     self.arm(Timer::Advert, now + self.cfg.advert_interval, out);
-                } else if adv.priority > local {
-                    self.master_to_backup(now, Reason::HigherPriority, adopt, out);
-                    self.master = Some((src, adv.priority));
-                } else if adv.priority == local && src > self.cfg.primary_address {
-                    self.master_to_backup(now, Reason::EqualPriorityHigherAddress, adopt, out);
+                } else if let Some(reason) = yield_reason {
+                    if self.cfg.higher_prio_send_advert {
+                        out.push(Action::SendAdvert(self.advertisement(local)));
+                    }
+                    self.master_to_backup(now, reason, adopt, out);
                     self.master = Some((src, adv.priority));
                 } else if adv.priority == local && src == self.cfg.primary_address {
                     // Our own advert (or a clash of addresses): ignore.
                 } else {
                     // A lower-priority master: assert ourselves at once.
-                    out.push(Action::SendAdvert(self.advertisement(local)));
+                    if !self.cfg.lower_prio_no_advert {
+                        out.push(Action::SendAdvert(self.advertisement(local)));
+                    }
+                    if self.cfg.garp_lower_prio_repeat > 0 {
+                        out.push(Action::SendGratuitous {
+                            addresses: self.cfg.virtual_addresses.clone(),
+                            repeat: self.cfg.garp_lower_prio_repeat,
+                        });
+                    }
                 }
             }
             State::Initialize | State::Fault => {}

@@ -769,3 +769,30 @@ fn reasons_have_names() {
     assert_eq!(State::Fault.to_string(), "fault");
     assert_eq!(Timer::GarpRefresh.to_string(), "garp-refresh");
 }
+
+#[test]
+fn keepalived_lower_and_higher_priority_options() {
+    // lower_prio_no_advert + garp_lower_prio_repeat
+    let mut c = cfg(Version::V3, 150);
+    c.lower_prio_no_advert = true;
+    c.garp_lower_prio_repeat = 2;
+    let mut vr = master(c);
+    let a = vr.handle(
+        Time::from_secs(4),
+        rx("10.0.0.1", advert(Version::V3, 100, 100)),
+    );
+    assert_eq!(show(&a), ["garp repeat=2 10.0.0.100"]);
+    assert_eq!(vr.state(), State::Master);
+
+    // higher_prio_send_advert: one last advert before yielding.
+    let mut c = cfg(Version::V3, 100);
+    c.higher_prio_send_advert = true;
+    let mut vr = master(c);
+    let a = vr.handle(
+        Time::from_secs(4),
+        rx("10.0.0.1", advert(Version::V3, 200, 100)),
+    );
+    assert_eq!(show(&a)[0], "send-advert prio=100");
+    assert_eq!(show(&a)[1], "cancel advert");
+    assert_eq!(vr.state(), State::Backup);
+}
