@@ -44,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
         ttl: *ttl,
     };
     if flags & 16 != 0 && payload.len() >= 8 {
-        let version = if payload[0] >> 4 == 2 { Version::V2 } else { Version::V3 };
+        let version = if payload[0] >> 4 == 2 {
+            Version::V2
+        } else {
+            Version::V3
+        };
         let variant = if rx == V3Ipv4ChecksumRx::MessageOnly {
             V3Ipv4Checksum::MessageOnly
         } else {
@@ -67,10 +71,7 @@ fuzz_target!(|data: &[u8]| {
                 let again = decode(&bytes, &meta, mode.into());
                 assert_eq!(again.as_ref(), Ok(&adv));
             }
-            Err(_) => assert!(matches!(
-                adv.auth(),
-                Some(Auth::IpsecAh | Auth::Unknown(_))
-            )),
+            Err(_) => assert!(matches!(adv.auth(), Some(Auth::IpsecAh | Auth::Unknown(_)))),
         }
     }
 

@@ -33,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
     let [priority, options, ops @ ..] = data else {
         return;
     };
-    let version = if options & 1 != 0 { Version::V2 } else { Version::V3 };
+    let version = if options & 1 != 0 {
+        Version::V2
+    } else {
+        Version::V3
+    };
     let mut cfg = InstanceConfig::new(9, version, addr(2), vec![addr(100), addr(101)]);
     cfg.priority = (*priority).max(1);
     cfg.preempt = options & 2 == 0 || cfg.priority == 255;
@@ -102,6 +106,9 @@ fuzz_target!(|data: &[u8]| {
         let state = vr.state();
         assert_eq!(installed, state == State::Master);
         assert_eq!(vr.deadline(Timer::Advert).is_some(), state == State::Master);
-        assert_eq!(vr.deadline(Timer::MasterDown).is_some(), state == State::Backup);
+        assert_eq!(
+            vr.deadline(Timer::MasterDown).is_some(),
+            state == State::Backup
+        );
     }
 });
