@@ -58,8 +58,12 @@ pub const BOOT_MODULES: &[&str] = &[
 pub struct Kernel {
     /// The kernel release (`uname -r`), e.g. `6.1.0-50-amd64`.
     pub release: String,
-    /// The bootable image.
+    /// The bootable image as Debian ships it (bzImage, XZ-compressed).
     pub vmlinuz: PathBuf,
+    /// The same kernel uncompressed (ELF with a PVH entry point), extracted once from
+    /// [`Kernel::vmlinuz`]. QEMU boots it directly: no firmware, no real-mode setup and
+    /// no decompression under emulation, which saves about 5 s per boot under TCG.
+    pub vmlinux: PathBuf,
     /// `lib/modules/<release>` of the unpacked package.
     pub modules_dir: PathBuf,
 }
@@ -76,10 +80,15 @@ pub fn ensure(cache: &Path) -> Result<Kernel, LabError> {
     let done = root.join(".complete");
     let kernel = Kernel {
         vmlinuz: root.join("boot").join(format!("vmlinuz-{release}")),
+        vmlinux: root.join("boot").join(format!("vmlinux-{release}")),
         modules_dir: root.join("lib/modules").join(&release),
         release,
     };
     if done.exists() {
+        // Caches made before the lab booted the uncompressed kernel lack it.
+        if !kernel.vmlinux.exists() {
+            extract_vmlinux(&kernel.vmlinuz, &kernel.vmlinux)?;
+        }
         return Ok(kernel);
     }
     eprintln!(
@@ -141,8 +150,47 @@ pub fn ensure(cache: &Path) -> Result<Kernel, LabError> {
             kernel.vmlinuz.display()
         )));
     }
+    extract_vmlinux(&kernel.vmlinuz, &kernel.vmlinux)?;
     std::fs::write(&done, format!("{spec}\n")).map_err(|e| io_err("write", &done, e))?;
     Ok(kernel)
+}
+
+/// Extracts the uncompressed kernel from a bzImage whose payload is XZ-compressed (as
+/// Debian's is, `CONFIG_KERNEL_XZ=y`): the payload is the XZ stream that starts at the
+/// stream magic, and `xz --single-stream` stops at its end.
+fn extract_vmlinux(vmlinuz: &Path, out: &Path) -> Result<(), LabError> {
+    const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
+    let image = std::fs::read(vmlinuz).map_err(|e| io_err("read", vmlinuz, e))?;
+    let start = image
+        .windows(XZ_MAGIC.len())
+        .position(|w| w == XZ_MAGIC)
+        .ok_or_else(|| LabError::Kernel(format!("{}: no XZ payload", vmlinuz.display())))?;
+    let mut child = Command::new("xz")
+        .args(["--decompress", "--stdout", "--single-stream"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| LabError::Kernel(format!("cannot run xz: {e} (install xz-utils)")))?;
+    let payload = image.get(start..).unwrap_or_default().to_vec();
+    let mut stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // xz stops reading at the end of the stream: a broken pipe after that is fine.
+        let _ = stdin.as_mut().map(|s| s.write_all(&payload));
+    });
+    let output = child
+        .wait_with_output()
+        .map_err(|e| LabError::Kernel(format!("xz: {e}")))?;
+    let _ = writer.join();
+    if !output.status.success() || !output.stdout.starts_with(b"\x7fELF") {
+        return Err(LabError::Kernel(format!(
+            "extracting the kernel from {} failed: {}",
+            vmlinuz.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    std::fs::write(out, &output.stdout).map_err(|e| io_err("write", out, e))
 }
 
 /// Paths (relative to the modules dir) of `wanted` and all their dependencies, each

@@ -123,7 +123,7 @@ fn run_in(
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .arg("-kernel")
-        .arg(&kernel.vmlinuz)
+        .arg(&kernel.vmlinux)
         .arg("-initrd")
         .arg(&initrd)
         .args([
