@@ -25,11 +25,13 @@
 //! instance's [`InstanceConfig::primary_address`] (IPv6: a link-local
 //! address): it is in the VRRPv3 pseudo-header checksum and it breaks
 //! priority ties. On IPv6, `IPV6_CHECKSUM` with offset 6 makes the kernel
-//! compute and verify the same checksum we do, which is harmless. Turn
+//! compute and verify the same checksum we do, which is harmless. With
+//! `IP_HDRINCL` on IPv4, [`ip::ipv4_header`] builds keepalived's header. Turn
 //! multicast loopback off, or rely on [`DropReason::FromSelf`].
 //!
-//! **Receiving.** Give [`Instance::receive`] the VRRP payload (IPv4: skip
-//! `IHL * 4` bytes of the header a raw socket delivers; IPv6: the payload)
+//! **Receiving.** Give [`Instance::receive`] the VRRP payload (IPv4:
+//! [`ip::split_ipv4`] strips the header a raw socket delivers and reads
+//! source, destination and TTL; IPv6: the payload)
 //! and an [`RxMeta`] with the IP source, the IP destination (IPv6:
 //! `IPV6_RECVPKTINFO`) and the TTL / hop limit (IPv6:
 //! `IPV6_RECVHOPLIMIT`). [`packet::peek`] reads the VRID to find the
@@ -92,6 +94,7 @@ pub mod checksum;
 pub mod config;
 pub mod constants;
 pub mod instance;
+pub mod ip;
 pub mod packet;
 pub mod sync;
 pub mod time;

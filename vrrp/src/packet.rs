@@ -89,6 +89,20 @@ pub enum PacketError {
     /// Encoding an authentication type we cannot produce (AH or unknown).
     #[error("cannot encode authentication type {0}")]
     UnsupportedAuth(u8),
+    /// Not a well-formed IPv4 header (version, header length).
+    #[error("malformed IPv4 header")]
+    BadIpv4Header,
+    /// The IPv4 total length differs from the bytes received.
+    #[error("IPv4 total length {header} but {received} bytes received")]
+    IpLengthMismatch {
+        /// The total length field.
+        header: usize,
+        /// Bytes received.
+        received: usize,
+    },
+    /// The IP protocol is not 112 (51 is keepalived's IPsec AH).
+    #[error("IP protocol {0} is not VRRP")]
+    NotVrrp(u8),
 }
 
 /// VRRP protocol version.
