@@ -21,6 +21,11 @@ fn addr(s: &str) -> IpAddr {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // The raw-socket IPv4 header parser sees the whole input too.
+    if let Ok((meta, payload)) = vrrp_proto::ip::split_ipv4(data) {
+        assert!(payload.len() <= data.len() - vrrp_proto::ip::IPV4_HEADER_LEN);
+        let _ = decode(payload, &meta, V3Ipv4ChecksumRx::Either);
+    }
     let [flags, ttl, payload @ ..] = data else {
         return;
     };
