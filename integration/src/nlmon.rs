@@ -42,7 +42,13 @@ impl Capture {
     pub fn start(ns: &TestNs) -> Result<Self, CmdError> {
         ns.run("ip", &["link", "add", "nlmon0", "type", "nlmon"])?;
         ns.run("ip", &["link", "set", "nlmon0", "up"])?;
-        ns.enter(open_packet_socket)?
+        Self::attach(ns, "nlmon0")
+    }
+
+    /// Starts capturing every frame on the existing interface `ifname` of `ns` (for an
+    /// Ethernet interface, `Frame::data` is the whole Ethernet frame).
+    pub fn attach(ns: &TestNs, ifname: &str) -> Result<Self, CmdError> {
+        ns.enter(|| open_packet_socket(ifname))?
     }
 
     /// Every frame captured since the last call (does not block).
@@ -74,9 +80,9 @@ impl Capture {
     }
 }
 
-fn open_packet_socket() -> Result<Capture, CmdError> {
-    let ifindex = nix::net::if_::if_nametoindex("nlmon0")
-        .map_err(|e| CmdError(format!("if_nametoindex nlmon0: {e}")))?;
+fn open_packet_socket(ifname: &str) -> Result<Capture, CmdError> {
+    let ifindex = nix::net::if_::if_nametoindex(ifname)
+        .map_err(|e| CmdError(format!("if_nametoindex {ifname}: {e}")))?;
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2) call; the returned descriptor is owned right away.
     let raw = unsafe {
