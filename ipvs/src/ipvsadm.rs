@@ -55,7 +55,7 @@ use crate::error::Error;
 use crate::types::{
     AddressFamily, DEFAULT_PERSISTENCE_TIMEOUT, Destination, Forward, Persistence,
     PersistenceEngine, PersistenceMask, Protocol, SchedFlags, Scheduler, Service, ServiceKey,
-    Table, TunnelChecksum, TunnelKind, ipv6_to_string, push_ip_words, socket_addr_to_string,
+    Table, TunnelChecksum, TunnelKind, push_ip_words, socket_addr_to_string,
 };
 
 /// A parse error: the line (1-based), the token at fault, and what is wrong.
@@ -957,7 +957,7 @@ pub fn print(table: &Table) -> String {
 pub fn print_with(table: &Table, options: &PrintOptions) -> String {
     let items = table
         .services()
-        .map(|s| (s.key().sort_words(), s))
+        .map(|s| (s.key().sort_words().to_vec(), s))
         .collect();
     let mut out = String::new();
     for svc in serial_sort(items, 0) {
@@ -1100,9 +1100,4 @@ fn serial_sort<T>(items: Vec<(Vec<u32>, T)>, level: usize) -> Vec<T> {
         .into_iter()
         .flat_map(|(_, g)| serial_sort(g, level + 1))
         .collect()
-}
-
-#[doc(hidden)]
-pub fn _ipv6(addr: &Ipv6Addr) -> String {
-    ipv6_to_string(addr)
 }

@@ -1,6 +1,7 @@
 //! Safe, typed, high-level API for Linux IPVS.
 //!
-//! Built on [`ipvs_sys`]; users of this crate never see netlink.
+//! It will program the kernel through [`ipvs_sys`] (not wired up yet), so that users of
+//! this crate never see netlink. What is here today is the typed model and its text forms.
 //!
 //! The model ([`Table`], [`Service`], [`Destination`], ...) validates on construction, so
 //! a value of these types is always something the kernel accepts; errors name the object

@@ -226,20 +226,23 @@ impl ServiceKey {
 
     /// The fields ipvsadm (libipvs `ipvs_cmp_services`) sorts by, as 32-bit words:
     /// fwmark (0 for address services), family, protocol, address words, port.
-    pub(crate) fn sort_words(&self) -> Vec<u32> {
-        let mut w = vec![
-            self.mark().unwrap_or(0),
-            u32::from(self.family().to_raw()),
-            u32::from(self.protocol().map_or(0, Protocol::to_raw)),
-        ];
-        match self.addr() {
-            Some(a) => push_ip_words(&mut w, a.ip()),
-            None => match self.family() {
-                AddressFamily::Inet => w.push(0),
-                AddressFamily::Inet6 => w.extend([0; 4]),
-            },
+    pub(crate) fn sort_words(&self) -> [u32; 8] {
+        let mut w = [0u32; 8];
+        w[0] = self.mark().unwrap_or(0);
+        w[1] = u32::from(self.family().to_raw());
+        w[2] = u32::from(self.protocol().map_or(0, Protocol::to_raw));
+        if let Some(a) = self.addr() {
+            match a.ip() {
+                IpAddr::V4(ip) => w[3] = u32::from(ip),
+                IpAddr::V6(ip) => {
+                    let o = ip.octets();
+                    for (k, c) in o.chunks_exact(4).enumerate() {
+                        w[3 + k] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+                    }
+                }
+            }
         }
-        w.push(u32::from(self.port()));
+        w[7] = u32::from(self.port());
         w
     }
 }
