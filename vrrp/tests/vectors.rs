@@ -12,6 +12,10 @@
 //! checksum variant the sender uses, and the advert you expect. `reencode`
 //! says whether our encoder must reproduce the bytes exactly (false when
 //! the capture has e.g. reserved bits or v2 type-0 auth data set).
+//!
+//! For IPv4 it is even simpler: copy the hex stream of the *Internet
+//! Protocol* layer (IP header and VRRP message) into [`DATAGRAMS`]; source,
+//! destination and TTL are read from the header.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -229,6 +233,62 @@ const VECTORS: &[Vector] = &[
         },
     },
 ];
+
+/// Whole IPv4 datagrams (IP header + VRRP), as captured on the wire.
+struct Datagram {
+    name: &'static str,
+    hex: &'static str,
+    checksum: V3Ipv4Checksum,
+    expected: fn() -> Advertisement,
+}
+
+const DATAGRAMS: &[Datagram] = &[
+    // keepalived's IPv4 header (vrrp_build_ip4): 45 (v4, IHL 5), c0 (TOS),
+    // 0020 (total 32), 1234 (id), 0000 (no fragmentation), ff (TTL 255),
+    // 70 (protocol 112), 3fbc (header checksum), c0a8c802 (192.168.200.2),
+    // e0000012 (224.0.0.18); then the VRRPv3 advert of the pseudo-header
+    // vector above.
+    Datagram {
+        name: "keepalived v3 IPv4 datagram",
+        hex: "45c0002012340000ff703fbcc0a8c802e00000123133640100647873c0a8c810",
+        checksum: V3Ipv4Checksum::PseudoHeader,
+        expected: || Advertisement {
+            vrid: 51,
+            priority: 100,
+            fields: VersionFields::V3 {
+                max_adver_int_centis: 100,
+            },
+            addresses: ips(&["192.168.200.16"]),
+        },
+    },
+];
+
+#[test]
+fn datagrams_decode_to_the_expected_adverts() {
+    for d in DATAGRAMS {
+        let bytes = unhex(d.hex);
+        let (meta, payload) =
+            vrrp_proto::ip::split_ipv4(&bytes).unwrap_or_else(|e| panic!("{}: {e}", d.name));
+        assert_eq!(meta.ttl, 255, "{}", d.name);
+        let got =
+            decode(payload, &meta, d.checksum.into()).unwrap_or_else(|e| panic!("{}: {e}", d.name));
+        assert_eq!(got, (d.expected)(), "{}", d.name);
+    }
+}
+
+#[test]
+fn our_ipv4_header_matches_the_datagram_vector() {
+    let d = &DATAGRAMS[0];
+    let bytes = unhex(d.hex);
+    let header = vrrp_proto::ip::ipv4_header(
+        "192.168.200.2".parse().unwrap(),
+        "224.0.0.18".parse().unwrap(),
+        bytes.len() - 20,
+        0x1234,
+        255,
+    );
+    assert_eq!(&bytes[..20], &header);
+}
 
 fn unhex(s: &str) -> Vec<u8> {
     assert!(s.len() % 2 == 0, "odd hex length");
