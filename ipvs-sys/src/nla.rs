@@ -8,11 +8,12 @@
 //! ([`LenSink`]), validates it ([`CheckSink`]) and writes the bytes
 //! ([`EmitSink`]), so the length and the bytes can never disagree.
 //!
-//! Decoding goes through [`netlink_packet_core::NlasIterator`], which
-//! bounds-checks every `nla_len`; the helpers below turn payloads into values
-//! and report the attribute name on failure.
+//! Decoding walks the attributes with a hand-written loop (see
+//! [`for_each_attr`] for why) that bounds-checks every `nla_len` as
+//! `netlink_packet_core::NlasIterator` does; the helpers below turn payloads
+//! into values and report the attribute name on failure.
 
-use netlink_packet_core::{Emitable, NLA_TYPE_MASK, Nla, NlaBuffer, NlasIterator};
+use netlink_packet_core::{DecodeError, Emitable, NLA_TYPE_MASK, Nla};
 
 use crate::error::{Error, Result};
 use crate::types::RawAttr;
@@ -244,31 +245,32 @@ pub(crate) fn for_each_attr<'a>(
     buf: &'a [u8],
     mut f: impl FnMut(u16, u16, &'a [u8]) -> Result<()>,
 ) -> Result<()> {
-    for nla in NlasIterator::new(buf) {
-        let nla: NlaBuffer<&'a [u8]> = nla.map_err(|source| Error::Nla { what, source })?;
-        let raw_kind = raw_kind(&nla);
-        // `NlaBuffer::value` borrows the wrapper; slice the inner buffer to
-        // keep the payload's lifetime. `new_checked` guarantees
-        // 4 <= nla_len <= inner.len(), `get` keeps this panic-free anyway.
-        let len = usize::from(nla.length());
-        let value = nla
-            .into_inner()
-            .get(crate::consts::NLA_HDRLEN..len)
-            .unwrap_or_default();
+    // Hand-written rather than `netlink_packet_core::NlasIterator`: that iterator reads
+    // `nla_len` through non-inlined checked parsers five times per attribute, which made
+    // it ~75% of the time spent decoding a dump (measured with callgrind: about 10,000
+    // instructions per destination entry). This loop does the same bounds checks, with
+    // the same errors, reading each header once.
+    let mut pos = 0;
+    while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
+        let Some(&[l0, l1, t0, t1]) = rest.first_chunk::<4>() else {
+            let source = DecodeError::nla_buffer_too_small(rest.len(), crate::consts::NLA_HDRLEN);
+            return Err(Error::Nla { what, source });
+        };
+        let len = usize::from(u16::from_ne_bytes([l0, l1]));
+        if rest.len() < len {
+            let source = DecodeError::nla_length_mismatch(rest.len(), len);
+            return Err(Error::Nla { what, source });
+        }
+        if len < crate::consts::NLA_HDRLEN {
+            let source = DecodeError::nla_invalid_length(rest.len(), len);
+            return Err(Error::Nla { what, source });
+        }
+        let raw_kind = u16::from_ne_bytes([t0, t1]);
+        let value = rest.get(crate::consts::NLA_HDRLEN..len).unwrap_or_default();
         f(raw_kind & NLA_TYPE_MASK, raw_kind, value)?;
+        pos = pos.saturating_add(len.next_multiple_of(4));
     }
     Ok(())
-}
-
-fn raw_kind(nla: &NlaBuffer<&[u8]>) -> u16 {
-    let mut k = nla.kind();
-    if nla.nested_flag() {
-        k |= netlink_packet_core::NLA_F_NESTED;
-    }
-    if nla.network_byte_order_flag() {
-        k |= netlink_packet_core::NLA_F_NET_BYTEORDER;
-    }
-    k
 }
 
 fn fixed<const N: usize>(what: &'static str, v: &[u8]) -> Result<[u8; N]> {
