@@ -7,9 +7,10 @@
 //! | VRRPv3 over IPv6  | the IPv6 pseudo-header of RFC 8200 section 8.1 (next header 112) and the message |
 //!
 //! The destination in a pseudo-header is the address the packet was sent to:
-//! the multicast group, or the peer's address for unicast (keepalived's
-//! default; its `unicast_chksum_compat` mode, which always uses the
-//! multicast group, is not supported).
+//! the multicast group, or the peer's address for unicast (keepalived since
+//! 1.3.6; older releases, and its `old_unicast_checksum` mode, always use
+//! the multicast group: see
+//! [`crate::InstanceConfig::unicast_checksum_compat`]).
 
 use std::net::IpAddr;
 

@@ -144,6 +144,13 @@ pub struct InstanceConfig {
     /// Unicast peers. Empty means multicast. When set, adverts must come
     /// from one of them and be sent to a unicast address.
     pub unicast_peers: Vec<IpAddr>,
+    /// keepalived `old_unicast_checksum`: for VRRPv3 over IPv4 with
+    /// unicast peers, put the multicast group (224.0.0.18) instead of the
+    /// peer's address into the pseudo-header, sending and receiving, like
+    /// keepalived releases before 1.3.6 did. Default false. Without it,
+    /// adverts checksummed that way are still accepted, with
+    /// [`crate::Warning::UnicastChecksumCompat`].
+    pub unicast_checksum_compat: bool,
     /// Whether unicast adverts must also arrive with TTL / hop limit 255.
     /// Multicast adverts always must (RFC 5798 7.1). Default false: like
     /// keepalived, which only range-checks unicast TTLs when asked to and
@@ -189,6 +196,7 @@ impl InstanceConfig {
             v3_ipv4_checksum: V3Ipv4Checksum::PseudoHeader,
             v3_ipv4_checksum_rx: V3Ipv4ChecksumRx::PseudoHeader,
             unicast_peers: Vec::new(),
+            unicast_checksum_compat: false,
             check_unicast_ttl: false,
             garp: GarpConfig::default(),
             lower_prio_no_advert: false,

@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::checksum::{self, V3Ipv4Checksum};
 use crate::config::{InstanceConfig, ValidConfig};
-use crate::constants::{PRIORITY_OWNER, PRIORITY_STOP, TTL};
+use crate::constants::{IPV4_MULTICAST, PRIORITY_OWNER, PRIORITY_STOP, TTL};
 use crate::packet::{
     self, AddressFamily, Advertisement, Auth, PacketError, RxMeta, Version, VersionFields,
 };
@@ -342,6 +342,11 @@ pub enum Warning {
         /// The advertised addresses.
         received: Vec<IpAddr>,
     },
+    /// A unicast VRRPv3 advert over IPv4 whose pseudo-header checksum used
+    /// the multicast group instead of our address, as keepalived before
+    /// 1.3.6 (or with `old_unicast_checksum`) does. Such a peer drops our
+    /// adverts unless [`InstanceConfig::unicast_checksum_compat`] is set.
+    UnicastChecksumCompat,
     /// With [`crate::V3Ipv4ChecksumRx::Either`], a VRRPv3 advert over IPv4 carried
     /// the other checksum variant than the one we send: the sender probably
     /// drops our adverts (set [`InstanceConfig::v3_ipv4_checksum`] to
@@ -537,13 +542,26 @@ impl Instance {
 
     /// Encodes `advert` from our primary address to `dst` (the multicast
     /// group or a unicast peer) with the configured checksum variant.
+    ///
+    /// With [`InstanceConfig::unicast_checksum_compat`], a VRRPv3 advert
+    /// over IPv4 to a unicast `dst` is checksummed as if sent to the
+    /// multicast group.
     pub fn encode(&self, advert: &Advertisement, dst: IpAddr) -> Result<Vec<u8>, PacketError> {
         packet::encode(
             advert,
             self.cfg.primary_address,
-            dst,
+            self.pseudo_header_dst(dst),
             self.cfg.v3_ipv4_checksum,
         )
+    }
+
+    /// The destination that goes into the pseudo-header.
+    fn pseudo_header_dst(&self, dst: IpAddr) -> IpAddr {
+        if self.cfg.unicast_checksum_compat && dst.is_ipv4() && !dst.is_multicast() {
+            IpAddr::V4(IPV4_MULTICAST)
+        } else {
+            dst
+        }
     }
 
     /// Validates a received packet for this instance. Pure: never changes
@@ -565,7 +583,29 @@ impl Instance {
         if meta.ttl != TTL && (multicast || cfg.check_unicast_ttl) {
             return Err(DropReason::BadTtl(meta.ttl));
         }
-        let advert = packet::decode(payload, meta, cfg.v3_ipv4_checksum_rx)?;
+        let mut warnings = Vec::new();
+        let mut pseudo = RxMeta {
+            dst: self.pseudo_header_dst(meta.dst),
+            ..*meta
+        };
+        let advert = match packet::decode(payload, &pseudo, cfg.v3_ipv4_checksum_rx) {
+            Ok(advert) => advert,
+            Err(e @ PacketError::BadChecksum { .. })
+                if !multicast && meta.dst.is_ipv4() && !cfg.unicast_checksum_compat =>
+            {
+                // keepalived before 1.3.6 put the multicast group in the
+                // pseudo-header of unicast adverts.
+                pseudo.dst = IpAddr::V4(IPV4_MULTICAST);
+                match packet::decode(payload, &pseudo, cfg.v3_ipv4_checksum_rx) {
+                    Ok(advert) if advert.version() == Version::V3 => {
+                        warnings.push(Warning::UnicastChecksumCompat);
+                        advert
+                    }
+                    _ => return Err(DropReason::Malformed(e)),
+                }
+            }
+            Err(e) => return Err(DropReason::Malformed(e)),
+        };
         if advert.vrid != cfg.vrid {
             return Err(DropReason::WrongVrid(advert.vrid));
         }
@@ -621,13 +661,12 @@ impl Instance {
                 }
             }
         }
-        let mut warnings = Vec::new();
         if cfg.version == Version::V3 && cfg.family() == AddressFamily::Ipv4 {
             let ours = checksum::vrrp_checksum(
                 payload,
                 Version::V3,
-                meta.src,
-                meta.dst,
+                pseudo.src,
+                pseudo.dst,
                 cfg.v3_ipv4_checksum,
             );
             if payload.get(6..8) != Some(&ours.to_be_bytes()[..]) {

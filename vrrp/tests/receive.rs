@@ -420,3 +420,95 @@ fn either_mode_warns_about_the_other_checksum_variant() {
         }]
     );
 }
+
+/// keepalived before 1.3.6 (and with `old_unicast_checksum`) checksums
+/// unicast VRRPv3 adverts as if sent to 224.0.0.18. This is the advert of
+/// the "keepalived v3 IPv4 pseudo-header checksum" vector (checksum 0x7873
+/// over a pseudo-header with 224.0.0.18), sent to the unicast peer
+/// 192.168.200.3.
+const OLD_UNICAST: [u8; 12] = [
+    0x31, 0x33, 0x64, 0x01, 0x00, 0x64, 0x78, 0x73, 192, 168, 200, 16,
+];
+
+fn unicast_instance(compat: bool) -> Instance {
+    let mut c = InstanceConfig::new(
+        51,
+        Version::V3,
+        ip("192.168.200.3"),
+        vec![ip("192.168.200.16")],
+    );
+    c.unicast_peers = vec![ip("192.168.200.2")];
+    c.unicast_checksum_compat = compat;
+    Instance::new(c.validate().unwrap())
+}
+
+fn unicast_meta() -> RxMeta {
+    RxMeta {
+        src: ip("192.168.200.2"),
+        dst: ip("192.168.200.3"),
+        ttl: 255,
+    }
+}
+
+#[test]
+fn old_keepalived_unicast_checksum_is_accepted_with_a_warning() {
+    let vr = unicast_instance(false);
+    let r = vr.receive(&OLD_UNICAST, &unicast_meta()).unwrap();
+    assert_eq!(r.warnings, [Warning::UnicastChecksumCompat]);
+    // A correct modern checksum gives no warning.
+    let modern = encode(
+        &r.advert,
+        ip("192.168.200.2"),
+        ip("192.168.200.3"),
+        V3Ipv4Checksum::PseudoHeader,
+    )
+    .unwrap();
+    assert!(
+        vr.receive(&modern, &unicast_meta())
+            .unwrap()
+            .warnings
+            .is_empty()
+    );
+    // Garbage is still garbage.
+    let mut bad = OLD_UNICAST;
+    bad[7] ^= 1;
+    assert!(matches!(
+        vr.receive(&bad, &unicast_meta()),
+        Err(DropReason::Malformed(PacketError::BadChecksum { .. }))
+    ));
+}
+
+#[test]
+fn unicast_checksum_compat_sends_and_expects_the_old_form() {
+    let vr = unicast_instance(true);
+    let r = vr.receive(&OLD_UNICAST, &unicast_meta()).unwrap();
+    assert!(r.warnings.is_empty());
+    // Our own advert to the peer uses 224.0.0.18 in the pseudo-header.
+    let mut ours = r.advert.clone();
+    ours.priority = 100;
+    let mut c = InstanceConfig::new(
+        51,
+        Version::V3,
+        ip("192.168.200.2"),
+        vec![ip("192.168.200.16")],
+    );
+    c.unicast_peers = vec![ip("192.168.200.3")];
+    c.unicast_checksum_compat = true;
+    let sender = Instance::new(c.validate().unwrap());
+    assert_eq!(
+        sender.encode(&ours, ip("192.168.200.3")).unwrap(),
+        OLD_UNICAST
+    );
+    // The modern form is refused in compat mode, like keepalived.
+    let modern = encode(
+        &ours,
+        ip("192.168.200.2"),
+        ip("192.168.200.3"),
+        V3Ipv4Checksum::PseudoHeader,
+    )
+    .unwrap();
+    assert!(matches!(
+        vr.receive(&modern, &unicast_meta()),
+        Err(DropReason::Malformed(PacketError::BadChecksum { .. }))
+    ));
+}
