@@ -219,6 +219,14 @@ proptest! {
         prop_assert_eq!(back, t);
     }
 
+    /// YAML (serde-saphyr) round trip of whole tables.
+    #[test]
+    fn serde_yaml_roundtrip(t in table(true)) {
+        let yaml = serde_saphyr::to_string(&t).unwrap();
+        let back: Table = serde_saphyr::from_str(&yaml).map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?;
+        prop_assert_eq!(back, t);
+    }
+
     /// The parser never panics, whatever the input.
     #[test]
     fn parse_arbitrary_text(s in "(-[AaEeDdCtufsSpMbrmigwxyo6]|--[a-z-]{2,14}|[0-9.:\\[\\]a-f]{1,12}|\\(null\\)|,| |\n){0,40}") {

@@ -271,15 +271,40 @@ fn validation_errors() {
 }
 
 #[test]
-fn yaml_like_config_through_json_value() {
-    // The same forms work in YAML; serde_json stands in for a YAML deserializer here.
-    let t: Table = serde_json::from_str(
-        r#"{"services": [{"service": "sctp 192.0.2.1:3868", "scheduler": "rr",
-            "destinations": [{"address": "10.0.0.1:3868", "forward": "nat", "weight": 0}]}]}"#,
-    )
-    .unwrap();
+fn yaml_config() {
+    let yaml = "\
+services:
+  - service: sctp 192.0.2.1:3868
+    scheduler: rr
+    destinations:
+      - address: 10.0.0.1:3868
+        forward: nat
+        weight: 0
+  - service: tcp [2001:db8::10]:443
+    scheduler: mh
+    flags: [mh-port]
+    persistence:
+      timeout: 300s
+      netmask: 64
+    destinations:
+      - address: \"[2001:db8:1::11]:443\"
+        forward:
+          tun: {type: gue, port: 6080, checksum: remcsum}
+";
+    let t: Table = serde_saphyr::from_str(yaml).unwrap();
     assert_eq!(
         ipvs::ipvsadm::print(&t),
-        "-A --sctp-service 192.0.2.1:3868 -s rr\n-a --sctp-service 192.0.2.1:3868 -r 10.0.0.1:3868 -m -w 0\n"
+        "-A --sctp-service 192.0.2.1:3868 -s rr\n\
+         -a --sctp-service 192.0.2.1:3868 -r 10.0.0.1:3868 -m -w 0\n\
+         -A -t [2001:db8::10]:443 -s mh -p 300 -M 64 -b mh-port\n\
+         -a -t [2001:db8::10]:443 -r [2001:db8:1::11]:443 -i -w 1 --tun-type gue --tun-port 6080 --tun-remcsum\n"
     );
+    let back: Table = serde_saphyr::from_str(&serde_saphyr::to_string(&t).unwrap()).unwrap();
+    assert_eq!(back, t);
+    let e = serde_saphyr::from_str::<Table>(
+        "services:\n  - service: tcp 192.0.2.1:80\n    persistence: {timeout: 0s}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("persistence timeout must be at least 1s"), "{e}");
 }

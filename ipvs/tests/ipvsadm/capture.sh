@@ -3,17 +3,26 @@
 #
 # Runs inside the kernel lab (it needs a kernel with IPVS and root):
 #
-#   cargo lab run -- ipvs/tests/ipvsadm/capture.sh > /tmp/capture.out
+#   cargo lab run -- ipvs/tests/ipvsadm/capture.sh [CASE...] > /tmp/capture.out
 #   ipvs/tests/ipvsadm/split.sh < /tmp/capture.out
 #
+# (with CASE names, only those cases run.) A command starting with `!` is run as a shell
+# command in the namespace instead of ipvsadm (e.g. nl_add_dest.py, for what ipvsadm
+# cannot set).
 # Every case runs in a fresh network namespace: its ipvsadm commands run one by one (a
 # failing command is recorded with its exit status and message, and the case goes on),
 # then `ipvsadm -S -n` saves the table. split.sh writes CASE.cmds (the commands, with
 # `# exit N: message` after a failing one) and CASE.save (the saved table) next to it.
 set -u
 
+here=$(cd "$(dirname "$0")" && pwd)
+only="$*"
+
 run_case() {
     name="$1"; shift
+    if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then
+        return
+    fi
     ns="cap-$name"
     ip netns add "$ns"
     ip -n "$ns" link set lo up
@@ -23,10 +32,20 @@ run_case() {
         ip -n "$ns" link set dummy0 up
     echo "=== case $name"
     for cmd in "$@"; do
-        echo "--- cmd ipvsadm $cmd"
-        # shellcheck disable=SC2086
-        err=$(ip netns exec "$ns" ipvsadm $cmd 2>&1)
-        rc=$?
+        case "$cmd" in
+        !*)
+            echo "--- cmd ${cmd#!}"
+            # shellcheck disable=SC2086
+            err=$(cd "$here" && ip netns exec "$ns" ${cmd#!} 2>&1)
+            rc=$?
+            ;;
+        *)
+            echo "--- cmd ipvsadm $cmd"
+            # shellcheck disable=SC2086
+            err=$(ip netns exec "$ns" ipvsadm $cmd 2>&1)
+            rc=$?
+            ;;
+        esac
         if [ "$rc" -ne 0 ]; then
             echo "--- exit $rc: $(echo "$err" | head -1)"
         fi
@@ -164,3 +183,12 @@ run_case ordering \
     "-a -t 10.0.0.1:80 -r 172.16.0.1:80 -m" \
     "-a -t 10.0.0.1:80 -r 10.1.0.1:81 -m" \
     "-a -t 10.0.0.1:80 -r 10.1.0.1:79 -m"
+
+# Forwarding methods ipvsadm cannot set (local node, bypass) and how -S prints them.
+run_case forwarding \
+    "-A -t 192.0.2.1:80" \
+    "!./nl_add_dest.py tcp 192.0.2.1 80 10.0.0.1 80 1" \
+    "!./nl_add_dest.py tcp 192.0.2.1 80 10.0.0.2 8080 4" \
+    "!./nl_add_dest.py tcp 192.0.2.1 80 10.0.0.3 8080 3" \
+    "!./nl_add_dest.py tcp 192.0.2.1 80 10.0.0.4 8080 2" \
+    "!./nl_add_dest.py tcp 192.0.2.1 80 10.0.0.5 80 5"
