@@ -18,8 +18,9 @@
 //!   prefix length. ipvsadm prints a mark above `i32::MAX` as a negative number (`-f -1`
 //!   for 4294967295); so does [`print`], and [`parse`] reads it back.
 //! - Destination line: `-a SERVICE -r ADDR:PORT FWD -w WEIGHT [TUNNEL]` where FWD is `-m`
-//!   (NAT), `-g` (direct routing, and local node), `-i` (tunnel) or `(null)` (bypass,
-//!   which ipvsadm prints so); TUNNEL is `--tun-type ipip`, `--tun-type gue --tun-port
+//!   (NAT), `-g` (direct routing, and local node), `-i` (tunnel) or `(null)` (bypass, as
+//!   ipvsadm prints it: verified in the lab with a bypass destination added over
+//!   netlink); TUNNEL is `--tun-type ipip`, `--tun-type gue --tun-port
 //!   PORT --tun-nocsum|--tun-csum|--tun-remcsum` or `--tun-type gre
 //!   --tun-nocsum|--tun-csum`. ipvsadm does not save the connection thresholds (`-x`,
 //!   `-y`); [`print_with`] with [`PrintOptions::thresholds`] adds them.

@@ -879,11 +879,13 @@ pub enum Forward {
         /// [`TunnelChecksum::RemoteChecksum`] for GRE.
         checksum: TunnelChecksum,
     },
-    /// Local node (`IP_VS_CONN_F_LOCALNODE`): the kernel sets it itself for a destination
-    /// address that is local; ipvsadm prints it as `-g`.
+    /// Local node (`IP_VS_CONN_F_LOCALNODE`): only settable over netlink (kernel 6.1 does
+    /// not set it by itself for a local address); ipvsadm prints it as `-g`, so it reads
+    /// back from that text as [`Forward::DirectRoute`].
     Local,
     /// Bypass (`IP_VS_CONN_F_BYPASS`): only settable over netlink; ipvsadm prints
-    /// `(null)` for it.
+    /// `(null)` for it (and for the meaningless method values 5 to 7, which the kernel
+    /// also takes).
     Bypass,
 }
 

@@ -178,3 +178,28 @@ fn rejected_line_errors_are_typed() {
     assert_eq!(e.token.as_deref(), Some("flag-1"));
     assert!(matches!(e.kind, ParseErrorKind::Invalid(_)));
 }
+
+#[test]
+fn forwarding_set_over_netlink() {
+    // Local node (1) prints as -g, bypass (4) and the meaningless 5 as `(null)`; the
+    // port of a direct-routing server set over netlink is kept.
+    roundtrip("forwarding", &[]);
+    let t = ipvsadm::parse(&read("forwarding.save")).unwrap();
+    let fwd: Vec<ipvs::Forward> = t
+        .services()
+        .next()
+        .unwrap()
+        .destinations()
+        .map(ipvs::Destination::forward)
+        .collect();
+    assert_eq!(
+        fwd,
+        [
+            ipvs::Forward::DirectRoute,
+            ipvs::Forward::Bypass,
+            ipvs::Forward::DirectRoute,
+            ipvs::Forward::IPIP,
+            ipvs::Forward::Bypass
+        ]
+    );
+}
