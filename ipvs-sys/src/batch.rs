@@ -20,7 +20,7 @@ use std::ops::Range;
 use crate::consts::{GENL_HDRLEN, IPVS_GENL_VERSION, NLMSG_HDRLEN};
 use crate::error::{Error, Result};
 use crate::message::IpvsMessage;
-use crate::nla;
+use crate::nla::{self, AttrSet};
 
 /// Total size of the request `msg` once encoded (both headers included).
 pub fn encoded_len(msg: &IpvsMessage) -> Result<usize> {
@@ -110,14 +110,28 @@ pub fn encode_message(
     seq: u32,
     port: u32,
 ) -> Result<Range<usize>> {
-    let len = encoded_len(msg)?;
-    let start = buf.len().next_multiple_of(4);
-    let end = start + len;
-    buf.resize(end, 0);
-    if let Some(dst) = buf.get_mut(start..end) {
-        emit(dst, msg, len, message_type, seq, flags, port);
+    // One pass: validate the fields, write the headers' space, append the
+    // attributes (nests are sized as they are written), then fill in the
+    // headers. Nothing is allocated unless `buf` has to grow.
+    msg.validate_fields()?;
+    let original = buf.len();
+    let start = original.next_multiple_of(4);
+    buf.resize(start + NLMSG_HDRLEN + GENL_HDRLEN, 0);
+    let mut sink = nla::AppendSink::new(buf);
+    msg.attrs.visit(&mut sink);
+    if let Some(e) = sink.err {
+        buf.truncate(original);
+        return Err(e);
     }
-    Ok(start..end)
+    let len = buf.len() - start;
+    if u32::try_from(len).is_err() {
+        buf.truncate(original);
+        return Err(Error::MessageTooLarge { len });
+    }
+    if let Some(dst) = buf.get_mut(start..) {
+        write_headers(dst, len, message_type, flags, seq, port, msg.command as u8);
+    }
+    Ok(start..buf.len())
 }
 
 /// Encode one complete request at the start of `buf` and return its length;

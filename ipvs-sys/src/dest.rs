@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::consts::*;
 use crate::error::Result;
-use crate::nla::{self, AttrSet, BeU16, Bytes, Nested, Sink, U8, U16, U32};
+use crate::nla::{self, AttrSet, BeU16, Bytes, Sink, U8, U16, U32};
 use crate::stats::{Stats, Stats64};
 use crate::types::{
     AddressFamily, ForwardMethod, InetAddrBytes, RawAttr, TunnelFlags, TunnelType, check_addr,
@@ -286,13 +286,10 @@ impl DestAttrs {
             }
         }
         if let Some(st) = &self.stats {
-            s.attr("IPVS_DEST_ATTR_STATS", &Nested(IPVS_DEST_ATTR_STATS, st));
+            s.nested("IPVS_DEST_ATTR_STATS", IPVS_DEST_ATTR_STATS, st);
         }
         if let Some(st) = &self.stats64 {
-            s.attr(
-                "IPVS_DEST_ATTR_STATS64",
-                &Nested(IPVS_DEST_ATTR_STATS64, st),
-            );
+            s.nested("IPVS_DEST_ATTR_STATS64", IPVS_DEST_ATTR_STATS64, st);
         }
         nla::visit_unknown(s, "IPVS_CMD_ATTR_DEST unknown attribute", &self.unknown);
     }

@@ -10,7 +10,7 @@ use crate::daemon::DaemonAttrs;
 use crate::dest::{DestAttrs, DestInMessage};
 use crate::error::{Error, Result};
 use crate::info::InfoAttrs;
-use crate::nla::{self, AttrSet, Nested, Sink, U32};
+use crate::nla::{self, AttrSet, Sink, U32};
 use crate::service::ServiceAttrs;
 use crate::types::{AddressFamily, RawAttr};
 
@@ -235,7 +235,7 @@ impl CmdAttrs {
 impl AttrSet for CmdAttrs {
     fn visit<S: Sink>(&self, s: &mut S) {
         if let Some(svc) = &self.service {
-            s.attr("IPVS_CMD_ATTR_SERVICE", &Nested(IPVS_CMD_ATTR_SERVICE, svc));
+            s.nested("IPVS_CMD_ATTR_SERVICE", IPVS_CMD_ATTR_SERVICE, svc);
         }
         if let Some(dest) = &self.dest {
             let d = DestInMessage {
@@ -243,10 +243,10 @@ impl AttrSet for CmdAttrs {
                 service_family: self.service_family(),
                 with_service: self.service.is_some(),
             };
-            s.attr("IPVS_CMD_ATTR_DEST", &Nested(IPVS_CMD_ATTR_DEST, &d));
+            s.nested("IPVS_CMD_ATTR_DEST", IPVS_CMD_ATTR_DEST, &d);
         }
         if let Some(d) = &self.daemon {
-            s.attr("IPVS_CMD_ATTR_DAEMON", &Nested(IPVS_CMD_ATTR_DAEMON, d));
+            s.nested("IPVS_CMD_ATTR_DAEMON", IPVS_CMD_ATTR_DAEMON, d);
         }
         if let Some(v) = self.timeout_tcp {
             s.attr(
@@ -508,12 +508,18 @@ impl IpvsMessage {
     /// the attribute set matches the command, addresses and netmasks match
     /// their families, strings contain no NUL, attributes fit `nla_len`.
     pub fn validate(&self) -> Result<()> {
-        match (&self.attrs, self.command) {
-            (MessageAttrs::Info(_), Command::SetInfo) => {}
-            (MessageAttrs::Cmd(a), c) if c != Command::SetInfo => a.validate()?,
-            (_, c) => return Err(Error::AttrsMismatch { command: c.name() }),
-        }
+        self.validate_fields()?;
         nla::checked_len(&self.attrs).map(|_| ())
+    }
+
+    /// [`validate`](Self::validate) without the attribute-size check, which
+    /// the one-pass encoder does as it writes.
+    pub(crate) fn validate_fields(&self) -> Result<()> {
+        match (&self.attrs, self.command) {
+            (MessageAttrs::Info(_), Command::SetInfo) => Ok(()),
+            (MessageAttrs::Cmd(a), c) if c != Command::SetInfo => a.validate(),
+            (_, c) => Err(Error::AttrsMismatch { command: c.name() }),
+        }
     }
 
     /// Length of the attributes (the message without `nlmsghdr` and

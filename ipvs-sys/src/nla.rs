@@ -35,6 +35,11 @@ pub(crate) trait Sink {
     fn raw(&mut self, what: &'static str, kind: u16, value: &[u8]) {
         self.attr(what, &Bytes(kind, value));
     }
+
+    /// One nested attribute set (emitted without `NLA_F_NESTED`).
+    fn nested<T: AttrSet + ?Sized>(&mut self, what: &'static str, kind: u16, set: &T) {
+        self.attr(what, &Nested(kind, set));
+    }
 }
 
 /// An ordered set of attributes (the payload of a nest or of a message).
@@ -116,6 +121,73 @@ impl Sink for EmitSink<'_> {
             }
         }
         self.pos = end;
+    }
+}
+
+/// Appends attributes to a growing buffer in one pass: each nest's header is
+/// written after its content, so nothing is visited twice (the other sinks
+/// visit a nest once to size it and again to write it). Used by the batch
+/// encoder, the hot path. Errors (an attribute over 64 KiB) are kept in
+/// `err`; the caller truncates the buffer.
+pub(crate) struct AppendSink<'a> {
+    buf: &'a mut Vec<u8>,
+    pub(crate) err: Option<Error>,
+}
+
+impl<'a> AppendSink<'a> {
+    pub(crate) fn new(buf: &'a mut Vec<u8>) -> Self {
+        Self { buf, err: None }
+    }
+
+    fn header(&mut self, what: &'static str, start: usize, kind: u16) {
+        let nla_len = self.buf.len() - start;
+        let Ok(len16) = u16::try_from(nla_len) else {
+            self.err.get_or_insert(Error::AttrTooLarge {
+                what,
+                len: nla_len - crate::consts::NLA_HDRLEN,
+            });
+            return;
+        };
+        if let Some(h) = self.buf.get_mut(start..start + crate::consts::NLA_HDRLEN) {
+            h[..2].copy_from_slice(&len16.to_ne_bytes());
+            h[2..].copy_from_slice(&kind.to_ne_bytes());
+        }
+        // Padding after the payload (not counted in nla_len).
+        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+    }
+}
+
+impl Sink for AppendSink<'_> {
+    fn attr<N: Nla>(&mut self, what: &'static str, nla: &N) {
+        let start = self.buf.len();
+        let value_len = nla.value_len();
+        if value_len > MAX_NLA_PAYLOAD {
+            self.err.get_or_insert(Error::AttrTooLarge {
+                what,
+                len: value_len,
+            });
+            return;
+        }
+        let value_start = start + crate::consts::NLA_HDRLEN;
+        self.buf.resize(value_start + value_len, 0);
+        if let Some(v) = self.buf.get_mut(value_start..) {
+            nla.emit_value(v);
+        }
+        self.header(what, start, nla.kind());
+    }
+
+    fn raw(&mut self, what: &'static str, kind: u16, value: &[u8]) {
+        let start = self.buf.len();
+        self.buf.resize(start + crate::consts::NLA_HDRLEN, 0);
+        self.buf.extend_from_slice(value);
+        self.header(what, start, kind);
+    }
+
+    fn nested<T: AttrSet + ?Sized>(&mut self, what: &'static str, kind: u16, set: &T) {
+        let start = self.buf.len();
+        self.buf.resize(start + crate::consts::NLA_HDRLEN, 0);
+        set.visit(self);
+        self.header(what, start, kind);
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::consts::*;
 use crate::error::Result;
-use crate::nla::{self, AttrSet, BeU16, Bytes, CStr, Nested, Sink, U16, U32};
+use crate::nla::{self, AttrSet, BeU16, Bytes, CStr, Sink, U16, U32};
 use crate::stats::{Stats, Stats64};
 use crate::types::{
     AddressFamily, InetAddrBytes, Netmask, Protocol, RawAttr, SvcFlags, check_addr, decode_addr,
@@ -257,10 +257,10 @@ impl AttrSet for ServiceAttrs {
             );
         }
         if let Some(st) = &self.stats {
-            s.attr("IPVS_SVC_ATTR_STATS", &Nested(IPVS_SVC_ATTR_STATS, st));
+            s.nested("IPVS_SVC_ATTR_STATS", IPVS_SVC_ATTR_STATS, st);
         }
         if let Some(st) = &self.stats64 {
-            s.attr("IPVS_SVC_ATTR_STATS64", &Nested(IPVS_SVC_ATTR_STATS64, st));
+            s.nested("IPVS_SVC_ATTR_STATS64", IPVS_SVC_ATTR_STATS64, st);
         }
         nla::visit_unknown(s, "IPVS_CMD_ATTR_SERVICE unknown attribute", &self.unknown);
     }
