@@ -166,6 +166,11 @@ pub struct InstanceConfig {
     /// higher-priority advert first sends one last advert of its own
     /// (default false).
     pub higher_prio_send_advert: bool,
+    /// keepalived `owner_ignore_adverts`: while our effective priority is
+    /// 255, drop every advert ([`crate::DropReason::AddressOwner`]), as RFC
+    /// 5798 section 7.1 reads before RFC 9568 erratum 8298. Default false:
+    /// the owner still answers lower-priority adverts at once.
+    pub owner_ignore_adverts: bool,
     /// keepalived `garp_lower_prio_repeat`: gratuitous ARPs / NAs per
     /// address a master sends when it hears a lower-priority advert, to
     /// win back neighbours' caches (default 0: none).
@@ -202,6 +207,7 @@ impl InstanceConfig {
             lower_prio_no_advert: false,
             higher_prio_send_advert: false,
             garp_lower_prio_repeat: 0,
+            owner_ignore_adverts: false,
         }
     }
 

@@ -328,6 +328,10 @@ pub enum DropReason {
     /// VRRPv3 Max Advertise Interval of zero (RFC 9568 erratum 8301).
     #[error("zero advertisement interval")]
     ZeroInterval,
+    /// We are the address owner and
+    /// [`InstanceConfig::owner_ignore_adverts`] is set.
+    #[error("address owner ignoring adverts")]
+    AddressOwner,
 }
 
 /// Non-fatal findings about an accepted advert, for logging.
@@ -570,8 +574,9 @@ impl Instance {
     /// Checks, in order: address family, TTL / hop limit (always 255 for
     /// multicast; for unicast only with
     /// [`InstanceConfig::check_unicast_ttl`]), structure and checksum
-    /// ([`packet::decode`]), VRID, version, looped-back own advert,
-    /// multicast versus unicast destination and unicast peer, VRRPv2
+    /// ([`packet::decode`]), VRID, version, looped-back own advert, address
+    /// owner ignoring adverts (only if configured), multicast versus
+    /// unicast destination and unicast peer, VRRPv2
     /// authentication and interval, VRRPv3 zero interval. A differing
     /// address list is a [`Warning`], not a drop.
     pub fn receive(&self, payload: &[u8], meta: &RxMeta) -> Result<Received, DropReason> {
@@ -614,6 +619,9 @@ impl Instance {
         }
         if meta.src == cfg.primary_address {
             return Err(DropReason::FromSelf);
+        }
+        if cfg.owner_ignore_adverts && self.effective_priority == PRIORITY_OWNER {
+            return Err(DropReason::AddressOwner);
         }
         if multicast != cfg.unicast_peers.is_empty() {
             return Err(DropReason::UnexpectedDestination(meta.dst));

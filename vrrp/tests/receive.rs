@@ -512,3 +512,23 @@ fn unicast_checksum_compat_sends_and_expects_the_old_form() {
         Err(DropReason::Malformed(PacketError::BadChecksum { .. }))
     ));
 }
+
+#[test]
+fn owner_ignore_adverts_drops_everything_while_owner() {
+    let m = mcast("10.0.0.1");
+    let mut owner = instance(Version::V3, |c| {
+        c.priority = 255;
+        c.owner_ignore_adverts = true;
+    });
+    assert_eq!(
+        check(&owner, &adv(Version::V3), &m),
+        Err(DropReason::AddressOwner)
+    );
+    // Tracking lowered the priority: no longer the owner, adverts count.
+    owner.handle(Time::ZERO, Event::Startup);
+    owner.handle(Time::ZERO, Event::PriorityChanged(200));
+    assert!(check(&owner, &adv(Version::V3), &m).is_ok());
+    // Without the option the owner processes adverts (keepalived default).
+    let plain = instance(Version::V3, |c| c.priority = 255);
+    assert!(check(&plain, &adv(Version::V3), &m).is_ok());
+}
