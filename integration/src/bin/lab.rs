@@ -59,6 +59,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Install everything the lab and the host tests need (Debian packages, the pinned
+    /// kernel), idempotently, and say what was done.
+    Setup,
     /// Inside the VM: run the request in DIR (started by the guest's /init).
     #[command(name = "__guest", hide = true)]
     Guest { dir: std::path::PathBuf },
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run { vm, cmd } => run(&vm, cmd),
         Cmd::Test { vm, native, args } => test(&vm, native, &args),
+        Cmd::Setup => setup(),
         Cmd::Guest { dir } => lab::guest::run(&dir).map(|()| 0),
     };
     match result {
@@ -93,6 +97,17 @@ fn options(a: &VmArgs, default_timeout: Option<u64>) -> vm::VmOptions {
         memory_mib: a.memory,
         cpus: a.cpus,
     }
+}
+
+fn setup() -> Result<i32, LabError> {
+    lab::prereq::ensure(lab::prereq::VM_PACKAGES)?;
+    let kernel = lab::kernel::ensure(&vm::lab_dir()?.join("kernel"))?;
+    eprintln!(
+        "lab: ready (kernel {}, {})",
+        kernel.release,
+        kernel.vmlinux.display()
+    );
+    Ok(0)
 }
 
 fn host_env() -> Vec<(String, String)> {
