@@ -302,3 +302,51 @@ fn async_socket_does_the_same_on_tokio() {
     });
     assert_eq!(saved(&ns).len(), 21);
 }
+
+#[test]
+fn a_large_batch_with_an_ack_for_every_message_loses_no_reply() {
+    // 22,000 requests, each asking for an ACK: chunks bound the replies in flight, so the
+    // socket never overflows (ENOBUFS would lose ACKs and failures).
+    let ns = TestNs::new("sys-flood").unwrap();
+    let mut ipvs = socket(&ns);
+    ipvs.set_timeout(std::time::Duration::from_secs(60));
+    let mut msgs = Vec::new();
+    for i in 0..2000u32 {
+        let addr = format!("198.18.{}.{}:80", i / 250, i % 250 + 1);
+        let svc = tcp(&addr).with_config("rr", ServiceFlags::EMPTY, 0);
+        for j in 1..=10u8 {
+            let d = DestAttrs::key_of(([198, 19, j, 1], 8000 + (i % 1000) as u16).into())
+                .with_config(ForwardMethod::MASQ, 1);
+            msgs.push(IpvsMessage::new_dest(svc.key(), d));
+        }
+        msgs.push(IpvsMessage::new_service(svc));
+    }
+    // Services after their destinations: the first 10 of every 11 fail with ESRCH the
+    // first time round, so half the replies are errors; the second pass succeeds.
+    let every = BatchOptions {
+        ack: AckMode::EveryMessage,
+        ..BatchOptions::default()
+    };
+    let report = ipvs.batch(&msgs, &every).unwrap();
+    assert_eq!(report.handled, 22_000);
+    assert_eq!(report.failures.len(), 20_000);
+    assert!(
+        report
+            .failures
+            .iter()
+            .all(|f| f.error.kind == ErrorKind::NoSuchService)
+    );
+    let report = ipvs.batch(&msgs, &every).unwrap();
+    assert_eq!(
+        report.failures.len(),
+        2_000,
+        "only the services exist already"
+    );
+    let services = ipvs.services().unwrap();
+    assert_eq!(services.len(), 2_000);
+    let dests: usize = services
+        .iter()
+        .map(|s| ipvs.destinations(s).unwrap().len())
+        .sum();
+    assert_eq!(dests, 20_000);
+}

@@ -278,6 +278,26 @@ mod tests {
     }
 
     #[test]
+    fn a_dump_marked_interrupted_is_reported() {
+        // NLMSG_DONE (type 3) with NLM_F_MULTI | NLM_F_DUMP_INTR (0x2 | 0x10).
+        let mut done = Vec::new();
+        done.extend_from_slice(&20u32.to_ne_bytes());
+        done.extend_from_slice(&3u16.to_ne_bytes());
+        done.extend_from_slice(&0x12u16.to_ne_bytes());
+        done.extend_from_slice(&9u32.to_ne_bytes());
+        done.extend_from_slice(&0u32.to_ne_bytes());
+        done.extend_from_slice(&0i32.to_ne_bytes());
+        let mut c = Chunk::new(9, 1, AckMode::EveryMessage);
+        c.on_datagram(&done, 0x20).unwrap();
+        assert!(c.is_complete());
+        assert!(c.interrupted());
+        done[6] = 0x02; // the same without DUMP_INTR
+        let mut c = Chunk::new(9, 1, AckMode::EveryMessage);
+        c.on_datagram(&done, 0x20).unwrap();
+        assert!(!c.interrupted());
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut c = Chunk::new(1, 1, AckMode::EveryMessage);
         assert!(c.on_datagram(&[0xff; 7], 0x20).is_err());
