@@ -78,6 +78,14 @@ pub fn ensure(cache: &Path) -> Result<Kernel, LabError> {
         .to_string();
     let root = cache.join(format!("{package}_{version}"));
     let done = root.join(".complete");
+    // Several lab runs may start at once on a fresh cache: one prepares it, the others
+    // wait (the lock is released when `_lock` is dropped).
+    std::fs::create_dir_all(cache).map_err(|e| io_err("create", cache, e))?;
+    let lock_path = cache.join(".lock");
+    let lock_file =
+        std::fs::File::create(&lock_path).map_err(|e| io_err("create", &lock_path, e))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| LabError::Kernel(format!("lock {}: {e}", lock_path.display())))?;
     let kernel = Kernel {
         vmlinuz: root.join("boot").join(format!("vmlinuz-{release}")),
         vmlinux: root.join("boot").join(format!("vmlinux-{release}")),
