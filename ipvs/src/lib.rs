@@ -47,3 +47,11 @@ pub use types::{
     SchedulerName, Service, ServiceBuilder, ServiceKey, Table, TunnelChecksum, TunnelKind,
     ipv6_to_string, socket_addr_to_string,
 };
+
+// The safe high-level API: conversions to netlink, the kernel handle, declarative reconcile.
+mod handle;
+pub mod netlink;
+pub mod reconcile;
+#[cfg(feature = "tokio")]
+pub use handle::AsyncIpvs;
+pub use handle::{ApiError, DestinationStats, Ipvs, Observed, ServiceStats};

@@ -40,8 +40,8 @@ use ipvs_sys::{
 use crate::error::{Error, Object, Problem};
 use crate::kernel::{Info, IpvsVersion, Stats, SyncDaemon, SyncState, Timeouts};
 use crate::types::{
-    AddressFamily, Destination, Forward, Persistence, PersistenceEngine, PersistenceMask,
-    Protocol, SchedFlags, Scheduler, Service, ServiceKey, TunnelChecksum, TunnelKind,
+    AddressFamily, Destination, Forward, Persistence, PersistenceEngine, PersistenceMask, Protocol,
+    SchedFlags, Scheduler, Service, ServiceKey, TunnelChecksum, TunnelKind,
 };
 
 /// What in kernel data the model cannot represent. See [`DecodeError`].
@@ -384,9 +384,7 @@ pub fn destination_from_attrs(
         .ok_or_else(|| err(DecodeProblem::Missing("IPVS_DEST_ATTR_WEIGHT")))?;
     Destination::new(addr, forward)
         .and_then(|d| d.with_weight(weight))
-        .and_then(|d| {
-            d.with_thresholds(attrs.u_thresh.unwrap_or(0), attrs.l_thresh.unwrap_or(0))
-        })
+        .and_then(|d| d.with_thresholds(attrs.u_thresh.unwrap_or(0), attrs.l_thresh.unwrap_or(0)))
         .map_err(invalid)
 }
 
@@ -551,7 +549,11 @@ pub fn daemon_from_attrs(a: &DaemonAttrs) -> Result<SyncDaemon, DecodeError> {
     if let Some(len) = a.sync_maxlen {
         d = d.with_sync_maxlen(len)?;
     }
-    if let Some(g) = a.mcast_group6.map(IpAddr::V6).or(a.mcast_group.map(IpAddr::V4)) {
+    if let Some(g) = a
+        .mcast_group6
+        .map(IpAddr::V6)
+        .or(a.mcast_group.map(IpAddr::V4))
+    {
         d = d.with_mcast_group(g)?;
     }
     if let Some(p) = a.mcast_port {
@@ -591,5 +593,495 @@ pub fn info_attrs(info: &Info) -> InfoAttrs {
         version: Some(info.version.0),
         conn_tab_size: Some(info.conn_table_size),
         unknown: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{PersistenceEngine, TunnelChecksum};
+    use ipvs_sys::{IpvsMessage, Protocol as SysProtocol, SvcFlags};
+    use std::net::Ipv4Addr;
+
+    type DestChange = Box<dyn Fn(&mut DestAttrs)>;
+    type SvcChange = Box<dyn Fn(&mut ServiceAttrs)>;
+
+    /// Encodes a message to its wire attributes and decodes it back, as the kernel sees
+    /// and answers it.
+    fn wire(msg: &IpvsMessage) -> IpvsMessage {
+        let mut buf = Vec::new();
+        let r = ipvs_sys::encode_request(&mut buf, msg, 0x1c, 1, 0).unwrap();
+        IpvsMessage::decode_genl(&buf[r.start + 16..r.end], None).unwrap()
+    }
+
+    fn svc_wire(s: &Service) -> ServiceAttrs {
+        wire(&IpvsMessage::new_service(service_attrs(s)))
+            .service()
+            .unwrap()
+            .clone()
+    }
+
+    fn dest_wire(k: &ServiceKey, d: &Destination) -> DestAttrs {
+        wire(&IpvsMessage::new_dest(service_key_attrs(k), dest_attrs(d)))
+            .dest()
+            .unwrap()
+            .clone()
+    }
+
+    /// What the kernel adds to a service in a dump.
+    fn as_dumped(mut a: ServiceAttrs) -> ServiceAttrs {
+        let f = a.flags.unwrap();
+        a.flags = Some(SvcFlags {
+            flags: ServiceFlags(f.flags.0 | 0x2),
+            mask: ServiceFlags::ALL,
+        });
+        a.stats = Some(ipvs_sys::Stats::default());
+        a.stats64 = Some(Stats64::default());
+        if a.fwmark.is_some() {
+            a.protocol = Some(SysProtocol(0));
+            a.addr = None;
+            a.port = None;
+        }
+        a
+    }
+
+    #[test]
+    fn every_scheduler_and_flag_round_trips() {
+        let k = ServiceKey::udp("192.0.2.1:53".parse().unwrap());
+        let mut scheds: Vec<Scheduler> = Scheduler::builtin().collect();
+        scheds.push(Scheduler::new("out-of-tree").unwrap());
+        for s in scheds {
+            for bits in 0u32..8 {
+                let flags = SchedFlags::from_kernel_bits(bits << 3);
+                for one_packet in [false, true] {
+                    let Ok(svc) = Service::builder(k)
+                        .scheduler(s.clone())
+                        .sched_flags(flags)
+                        .one_packet(one_packet)
+                        .build()
+                    else {
+                        continue;
+                    };
+                    let a = svc_wire(&svc);
+                    assert_eq!(a.sched_name.as_deref(), Some(s.name()));
+                    assert_eq!(
+                        a.flags.unwrap().flags.0,
+                        bits << 3 | if one_packet { 4 } else { 0 }
+                    );
+                    assert_eq!(a.flags.unwrap().mask, ServiceFlags::ALL);
+                    assert_eq!(service_from_attrs(&as_dumped(a)).unwrap(), svc);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn persistence_timeout_netmask_and_engine() {
+        let v4 = ServiceKey::tcp("192.0.2.1:0".parse().unwrap());
+        let p = Persistence::new(Duration::from_secs(1800))
+            .unwrap()
+            .with_netmask(PersistenceMask::v4(Ipv4Addr::new(255, 255, 255, 0)).unwrap())
+            .with_engine(PersistenceEngine::sip());
+        let svc = Service::builder(v4).persistence(p).build().unwrap();
+        let a = svc_wire(&svc);
+        assert_eq!(a.timeout, Some(1800));
+        assert_eq!(
+            a.netmask,
+            Some(Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)))
+        );
+        assert_eq!(a.pe_name.as_deref(), Some("sip"));
+        assert_eq!(a.flags.unwrap().flags.0, 1);
+        assert_eq!(service_from_attrs(&as_dumped(a)).unwrap(), svc);
+
+        let v6 = ServiceKey::fwmark(AddressFamily::Inet6, 9).unwrap();
+        let p = Persistence::new(Duration::from_secs(60))
+            .unwrap()
+            .with_netmask(PersistenceMask::v6(48).unwrap());
+        let svc = Service::builder(v6).persistence(p).build().unwrap();
+        let a = svc_wire(&svc);
+        assert_eq!(a.netmask, Some(Netmask::V6Prefix(48)));
+        assert_eq!(a.pe_name, None);
+        assert_eq!(service_from_attrs(&as_dumped(a)).unwrap(), svc);
+
+        // A host mask is no mask; sent as the host mask.
+        let p = Persistence::new(Duration::from_secs(60))
+            .unwrap()
+            .with_netmask(PersistenceMask::v6(128).unwrap());
+        let svc = Service::builder(v6).persistence(p).build().unwrap();
+        assert_eq!(svc_wire(&svc).netmask, Some(Netmask::V6Prefix(128)));
+        assert_eq!(svc.persistence().unwrap().netmask(), None);
+    }
+
+    #[test]
+    fn kernel_noise_of_non_persistent_services_is_ignored() {
+        let k = ServiceKey::tcp("[2001:db8::1]:80".parse().unwrap());
+        let svc = Service::builder(k).build().unwrap();
+        let mut a = as_dumped(service_attrs(&svc));
+        // What another tool may leave: a timeout and a netmask without persistence.
+        a.timeout = Some(300);
+        a.netmask = Some(Netmask::V6Prefix(64));
+        assert_eq!(service_from_attrs(&a).unwrap(), svc);
+        // And the default IPv6 netmask is a prefix length, not a mask.
+        assert_eq!(service_attrs(&svc).netmask, Some(Netmask::V6Prefix(128)));
+        let v4 = Service::builder(ServiceKey::tcp("192.0.2.1:80".parse().unwrap()))
+            .build()
+            .unwrap();
+        assert_eq!(
+            service_attrs(&v4).netmask,
+            Some(Netmask::V4(Ipv4Addr::BROADCAST))
+        );
+    }
+
+    #[test]
+    fn fwmark_keys_come_back_without_address() {
+        for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let k = ServiceKey::fwmark(fam, u32::MAX).unwrap();
+            let a = as_dumped(service_key_attrs(&k).with_config("rr", ServiceFlags::EMPTY, 0));
+            assert_eq!(service_key_from_attrs(&a).unwrap(), k);
+        }
+        for (p, k) in [
+            (
+                SysProtocol::TCP,
+                ServiceKey::tcp("192.0.2.1:1".parse().unwrap()),
+            ),
+            (
+                SysProtocol::UDP,
+                ServiceKey::udp("192.0.2.1:1".parse().unwrap()),
+            ),
+            (
+                SysProtocol::SCTP,
+                ServiceKey::sctp("192.0.2.1:1".parse().unwrap()),
+            ),
+        ] {
+            let a = service_key_attrs(&k);
+            assert_eq!(a.protocol, Some(p));
+            assert_eq!(service_key_from_attrs(&a).unwrap(), k);
+        }
+    }
+
+    #[test]
+    fn every_forwarding_method_and_tunnel_round_trips() {
+        let k = ServiceKey::tcp("192.0.2.1:80".parse().unwrap());
+        let mut fwds = vec![
+            Forward::Masquerade,
+            Forward::DirectRoute,
+            Forward::Local,
+            Forward::Bypass,
+        ];
+        for kind in [
+            TunnelKind::Ipip,
+            TunnelKind::Gue { port: 6080 },
+            TunnelKind::Gre,
+        ] {
+            for checksum in [
+                TunnelChecksum::NoChecksum,
+                TunnelChecksum::Checksum,
+                TunnelChecksum::RemoteChecksum,
+            ] {
+                fwds.push(Forward::Tunnel { kind, checksum });
+            }
+        }
+        for fwd in fwds {
+            let Ok(d) = Destination::new("10.0.0.1:8080".parse().unwrap(), fwd) else {
+                continue;
+            };
+            let d = d
+                .with_weight(i32::MAX as u32)
+                .unwrap()
+                .with_thresholds(1000, 10)
+                .unwrap();
+            let mut a = dest_wire(&k, &d);
+            assert_eq!(a.fwd_method, Some(ForwardMethod(fwd.to_kernel())));
+            assert_eq!((a.u_thresh, a.l_thresh), (Some(1000), Some(10)));
+            assert_eq!(a.tun_type.is_some(), fwd.is_tunnel());
+            // The kernel reports tunnel fields for every destination.
+            a.tun_type.get_or_insert(TunnelType::IPIP);
+            a.tun_port.get_or_insert(0);
+            a.tun_flags.get_or_insert(TunnelFlags::NOCSUM);
+            a.active_conns = Some(3);
+            assert_eq!(destination_from_attrs(&k, &a).unwrap(), d, "{fwd:?}");
+        }
+    }
+
+    #[test]
+    fn noise_in_tunnel_fields_is_ignored() {
+        let k = ServiceKey::tcp("192.0.2.1:80".parse().unwrap());
+        let mut a = dest_attrs(
+            &Destination::new("10.0.0.1:80".parse().unwrap(), Forward::Masquerade).unwrap(),
+        );
+        a.tun_type = Some(TunnelType::GUE);
+        a.tun_port = Some(99);
+        a.tun_flags = Some(TunnelFlags(0x7));
+        assert_eq!(
+            destination_from_attrs(&k, &a).unwrap().forward(),
+            Forward::Masquerade
+        );
+        a.fwd_method = Some(ForwardMethod::TUNNEL);
+        a.tun_type = Some(TunnelType::IPIP);
+        assert_eq!(
+            destination_from_attrs(&k, &a).unwrap().forward(),
+            Forward::IPIP
+        );
+        a.tun_type = Some(TunnelType::GRE);
+        a.tun_flags = Some(TunnelFlags::CSUM);
+        assert_eq!(
+            destination_from_attrs(&k, &a).unwrap().forward(),
+            Forward::Tunnel {
+                kind: TunnelKind::Gre,
+                checksum: TunnelChecksum::Checksum
+            }
+        );
+    }
+
+    #[test]
+    fn unrepresentable_destinations_are_typed_errors() {
+        let k = ServiceKey::tcp("192.0.2.1:80".parse().unwrap());
+        let base = dest_attrs(
+            &Destination::new("10.0.0.1:80".parse().unwrap(), Forward::Masquerade).unwrap(),
+        );
+        let obj = Object::Destination {
+            service: Some(k),
+            addr: "10.0.0.1:80".parse().unwrap(),
+        };
+        let cases: Vec<(DestChange, DecodeProblem)> = vec![
+            (
+                Box::new(|a| a.fwd_method = Some(ForwardMethod(5))),
+                DecodeProblem::UnknownForward(5),
+            ),
+            (
+                Box::new(|a| {
+                    a.fwd_method = Some(ForwardMethod::TUNNEL);
+                    a.tun_type = Some(TunnelType(9));
+                }),
+                DecodeProblem::UnknownTunnelType(9),
+            ),
+            (
+                Box::new(|a| {
+                    a.fwd_method = Some(ForwardMethod::TUNNEL);
+                    a.tun_type = Some(TunnelType::GUE);
+                    a.tun_port = Some(1);
+                    a.tun_flags = Some(TunnelFlags(8));
+                }),
+                DecodeProblem::UnknownTunnelFlags(8),
+            ),
+            (
+                Box::new(|a| {
+                    a.fwd_method = Some(ForwardMethod::TUNNEL);
+                    a.tun_type = Some(TunnelType::GUE);
+                    a.tun_port = Some(0);
+                }),
+                DecodeProblem::Invalid(Problem::GuePortZero),
+            ),
+            (
+                Box::new(|a| a.weight = Some(u32::MAX)),
+                DecodeProblem::Invalid(Problem::WeightTooLarge(u32::MAX)),
+            ),
+            (
+                Box::new(|a| {
+                    a.u_thresh = Some(1);
+                    a.l_thresh = Some(2);
+                }),
+                DecodeProblem::Invalid(Problem::ThresholdOrder { lower: 2, upper: 1 }),
+            ),
+            (
+                Box::new(|a| a.weight = None),
+                DecodeProblem::Missing("IPVS_DEST_ATTR_WEIGHT"),
+            ),
+        ];
+        for (change, problem) in cases {
+            let mut a = base.clone();
+            change(&mut a);
+            let e = destination_from_attrs(&k, &a).unwrap_err();
+            assert_eq!(e, DecodeError::new(obj.clone(), problem));
+        }
+        let mut a = base.clone();
+        a.addr = None;
+        let e = destination_from_attrs(&k, &a).unwrap_err();
+        assert_eq!(e.object, Some(Object::Service(k)));
+        // A non-tunnel destination of the other family.
+        let mut svc_attrs = service_attrs(&Service::builder(k).build().unwrap());
+        svc_attrs.flags = Some(SvcFlags::set_all(ServiceFlags::EMPTY));
+        let v6 = dest_attrs(
+            &Destination::new("[2001:db8::1]:80".parse().unwrap(), Forward::Masquerade).unwrap(),
+        );
+        let e = service_with_dests_from_attrs(&svc_attrs, &[v6]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            DecodeProblem::Invalid(Problem::MixedFamilyNeedsTunnel)
+        );
+    }
+
+    #[test]
+    fn unrepresentable_services_are_typed_errors() {
+        let k = ServiceKey::tcp("192.0.2.1:80".parse().unwrap());
+        let base = as_dumped(service_attrs(&Service::builder(k).build().unwrap()));
+        let svc = Some(Object::Service(k));
+        let cases: Vec<(SvcChange, Option<Object>, DecodeProblem)> = vec![
+            (
+                Box::new(|a| a.af = Some(ipvs_sys::AddressFamily(7))),
+                Some(Object::ServiceKey),
+                DecodeProblem::UnknownFamily(7),
+            ),
+            (
+                Box::new(|a| a.protocol = Some(SysProtocol(50))),
+                Some(Object::ServiceKey),
+                DecodeProblem::UnknownProtocol(50),
+            ),
+            (
+                Box::new(|a| a.sched_name = Some("a-name-longer-than-15".into())),
+                svc.clone(),
+                DecodeProblem::Invalid(Problem::SchedulerNameTooLong(
+                    "a-name-longer-than-15".into(),
+                )),
+            ),
+            (
+                Box::new(|a| a.flags = Some(SvcFlags::set_all(ServiceFlags(0x4)))),
+                svc.clone(),
+                DecodeProblem::Invalid(Problem::OnePacketNotUdp("tcp")),
+            ),
+            (
+                Box::new(|a| a.flags = Some(SvcFlags::set_all(ServiceFlags(0x8)))),
+                svc.clone(),
+                DecodeProblem::Invalid(Problem::SchedFlagNotValid {
+                    flag: "flag-1".into(),
+                    scheduler: "wlc".into(),
+                }),
+            ),
+            (
+                Box::new(|a| {
+                    a.flags = Some(SvcFlags::set_all(ServiceFlags(0x1)));
+                    a.timeout = Some(0);
+                }),
+                svc.clone(),
+                DecodeProblem::Invalid(Problem::PersistenceTimeoutZero),
+            ),
+            (
+                Box::new(|a| {
+                    a.flags = Some(SvcFlags::set_all(ServiceFlags(0x1)));
+                    a.timeout = Some(10);
+                    a.netmask = Some(Netmask::V4(Ipv4Addr::new(255, 0, 255, 0)));
+                }),
+                svc.clone(),
+                DecodeProblem::Invalid(Problem::NetmaskNotContiguous(Ipv4Addr::new(
+                    255, 0, 255, 0,
+                ))),
+            ),
+            (
+                Box::new(|a| a.pe_name = Some("sip".into())),
+                svc.clone(),
+                DecodeProblem::EngineWithoutPersistence("sip".into()),
+            ),
+            (
+                Box::new(|a| a.sched_name = None),
+                svc.clone(),
+                DecodeProblem::Missing("IPVS_SVC_ATTR_SCHED_NAME"),
+            ),
+        ];
+        for (change, object, problem) in cases {
+            let mut a = base.clone();
+            change(&mut a);
+            let e = service_from_attrs(&a).unwrap_err();
+            assert_eq!((e.object, e.problem), (object, problem));
+        }
+        // Unknown scheduler names are fine.
+        let mut a = base.clone();
+        a.sched_name = Some("none".into());
+        assert_eq!(service_from_attrs(&a).unwrap().scheduler().name(), "none");
+    }
+
+    #[test]
+    fn stats_prefer_64_bit() {
+        let mut s32 = ipvs_sys::Stats {
+            conns: 1,
+            inpkts: 2,
+            outpkts: 3,
+            inbytes: 4,
+            outbytes: 5,
+            cps: 6,
+            inpps: 7,
+            outpps: 8,
+            inbps: 9,
+            outbps: 10,
+            unknown: vec![],
+        };
+        let from32 = stats_from_attrs(None, Some(&s32));
+        assert_eq!(
+            [
+                from32.conns,
+                from32.inpkts,
+                from32.outpkts,
+                from32.inbytes,
+                from32.outbytes
+            ],
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            [
+                from32.cps,
+                from32.inpps,
+                from32.outpps,
+                from32.inbps,
+                from32.outbps
+            ],
+            [6, 7, 8, 9, 10]
+        );
+        let s64 = stats64_attrs(&Stats {
+            conns: u64::MAX,
+            ..from32
+        });
+        s32.conns = 0;
+        let both = stats_from_attrs(Some(&s64), Some(&s32));
+        assert_eq!(both.conns, u64::MAX);
+        assert_eq!(both.outbps, 10);
+        assert_eq!(stats_from_attrs(None, None), Stats::default());
+    }
+
+    #[test]
+    fn daemons_timeouts_info() {
+        let d = SyncDaemon::new(SyncState::Master, "eth0", 200)
+            .unwrap()
+            .with_mcast_group("ff02::1:2".parse().unwrap())
+            .unwrap()
+            .with_mcast_ttl(5)
+            .unwrap()
+            .with_sync_maxlen(1400)
+            .unwrap();
+        let a = daemon_attrs(&d);
+        assert_eq!(a.mcast_group6, Some("ff02::1:2".parse().unwrap()));
+        assert_eq!(a.mcast_group, None);
+        assert_eq!(daemon_from_attrs(&a).unwrap(), d);
+        let mut bad = a.clone();
+        bad.state = Some(DaemonState(3));
+        assert_eq!(
+            daemon_from_attrs(&bad).unwrap_err().problem,
+            DecodeProblem::UnknownDaemonState(3)
+        );
+        bad = a.clone();
+        bad.sync_id = Some(256);
+        assert_eq!(
+            daemon_from_attrs(&bad).unwrap_err().problem,
+            DecodeProblem::SyncIdOutOfRange(256)
+        );
+        assert_eq!(
+            daemon_state_attrs(SyncState::Backup).state,
+            Some(DaemonState(2))
+        );
+
+        let t = timeouts_from_secs(900, 120, 300).unwrap();
+        assert_eq!(t.tcp_fin(), Duration::from_secs(120));
+        let m = timeouts_message(&t);
+        let c = m.cmd_attrs().unwrap();
+        assert_eq!(
+            (c.timeout_tcp, c.timeout_tcp_fin, c.timeout_udp),
+            (Some(900), Some(120), Some(300))
+        );
+        let e = timeouts_from_secs(u32::MAX, 0, 0).unwrap_err();
+        assert_eq!(e.object, Some(Object::Timeouts));
+
+        let e = info_from_attrs(&InfoAttrs::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "IPVS information: attribute IPVS_INFO_ATTR_VERSION is missing"
+        );
     }
 }

@@ -1,0 +1,814 @@
+//! The handle to the kernel's IPVS table: [`Ipvs`] (blocking) and `AsyncIpvs` (tokio,
+//! cargo feature `tokio`).
+//!
+//! ```no_run
+//! use ipvs::{Destination, Forward, Ipvs, Scheduler, Service, ServiceKey, Table};
+//! use ipvs::reconcile::ApplyOptions;
+//!
+//! let mut ipvs = Ipvs::open()?;
+//! let key = ServiceKey::tcp("192.0.2.1:80".parse()?);
+//! let mut svc = Service::builder(key).scheduler(Scheduler::WeightedRoundRobin).build()?;
+//! svc.add_destination(Destination::new("10.0.0.1:80".parse()?, Forward::Masquerade)?)?;
+//! let mut desired = Table::new();
+//! desired.add_service(svc)?;
+//!
+//! print!("{}", ipvs.plan(&desired, &ApplyOptions::default())?); // dry run
+//! let report = ipvs.apply(&desired, &ApplyOptions::default())?;
+//! assert!(report.is_complete(), "{report}");
+//! let observed = ipvs.table()?;
+//! println!("{} connections", observed.service_stats(&key).map_or(0, |s| s.stats.conns));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipvs_sys::transport::{
+    BatchOptions, BatchReport, ErrorKind, IpvsSocket, KernelError, TransportError,
+};
+use ipvs_sys::{DestAttrs, IpvsMessage, ServiceAttrs};
+
+use crate::error::{Error, Object};
+use crate::kernel::{Info, Stats, SyncDaemon, SyncState, Timeouts};
+use crate::netlink::{
+    DecodeError, daemon_attrs, daemon_from_attrs, daemon_state_attrs, dest_attrs, dest_key_attrs,
+    info_from_attrs, service_attrs, service_key_attrs, service_key_from_attrs,
+    service_with_dests_from_attrs, stats_from_attrs, timeouts_from_secs, timeouts_message,
+};
+use crate::reconcile::{ApplyOptions, ApplyReport, OpFailure, Plan, Scope, normalize_dest_ports};
+use crate::types::{Destination, Service, ServiceKey, Table};
+
+/// An error of the [`Ipvs`] handle: an invalid argument, kernel data the model cannot
+/// represent, a request the kernel refused, or a failure talking to the kernel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// An argument is invalid (e.g. two destinations that become the same after
+    /// [`normalize_dest_ports`]).
+    #[error(transparent)]
+    Invalid(#[from] Error),
+    /// The kernel holds something the model cannot represent.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The kernel refused a request.
+    #[error("{error}")]
+    Kernel {
+        /// The operation, e.g. `add service`.
+        op: &'static str,
+        /// The object, when the request is about one.
+        object: Option<Object>,
+        /// The kernel's answer: errno, its meaning ([`KernelError::kind`]) and the
+        /// extended-ACK message.
+        error: Box<KernelError>,
+    },
+    /// Talking to the kernel failed (no IPVS, socket error, timeout, bad reply).
+    #[error(transparent)]
+    Transport(Box<TransportError>),
+}
+
+impl ApiError {
+    /// What the kernel's errno means, for [`ApiError::Kernel`].
+    ///
+    /// ```no_run
+    /// use ipvs::{Ipvs, ServiceKey};
+    /// use ipvs_sys::transport::ErrorKind;
+    /// let mut ipvs = Ipvs::open()?;
+    /// let err = ipvs.delete_service(&ServiceKey::tcp("192.0.2.1:80".parse()?)).unwrap_err();
+    /// assert_eq!(err.kernel_kind(), Some(ErrorKind::NoSuchService));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kernel_kind(&self) -> Option<ErrorKind> {
+        match self {
+            ApiError::Kernel { error, .. } => Some(error.kind),
+            _ => None,
+        }
+    }
+
+    fn from_transport(e: TransportError, object: Option<Object>) -> Self {
+        match e {
+            TransportError::Kernel(error) => ApiError::Kernel {
+                op: error.op,
+                object,
+                error: Box::new(error),
+            },
+            other => ApiError::Transport(Box::new(other)),
+        }
+    }
+}
+
+fn at(object: Object) -> impl FnOnce(TransportError) -> ApiError {
+    move |e| ApiError::from_transport(e, Some(object))
+}
+
+fn global(e: TransportError) -> ApiError {
+    ApiError::from_transport(e, None)
+}
+
+/// Counters of a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DestinationStats {
+    /// Traffic counters.
+    pub stats: Stats,
+    /// Active connections (`ActiveConn`).
+    pub active_conns: u32,
+    /// Inactive connections (`InActConn`).
+    pub inactive_conns: u32,
+    /// Persistence templates pointing at it.
+    pub persistent_conns: u32,
+}
+
+/// Counters of a service and of each of its destinations.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceStats {
+    /// Traffic counters of the service.
+    pub stats: Stats,
+    /// Counters per destination address.
+    pub destinations: BTreeMap<SocketAddr, DestinationStats>,
+}
+
+/// The kernel's table as observed, with counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observed {
+    table: Table,
+    stats: BTreeMap<ServiceKey, ServiceStats>,
+}
+
+impl Observed {
+    /// The table (what [`crate::reconcile::plan`] compares).
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The table, without counters.
+    pub fn into_table(self) -> Table {
+        self.table
+    }
+
+    /// Counters of a service and its destinations.
+    pub fn service_stats(&self, key: &ServiceKey) -> Option<&ServiceStats> {
+        self.stats.get(key)
+    }
+
+    /// Counters of one destination: e.g. the active connections of one that drains.
+    pub fn destination_stats(
+        &self,
+        key: &ServiceKey,
+        addr: SocketAddr,
+    ) -> Option<&DestinationStats> {
+        self.stats.get(key)?.destinations.get(&addr)
+    }
+}
+
+fn dest_stats(d: &DestAttrs) -> DestinationStats {
+    DestinationStats {
+        stats: stats_from_attrs(d.stats64.as_ref(), d.stats.as_ref()),
+        active_conns: d.active_conns.unwrap_or(0),
+        inactive_conns: d.inact_conns.unwrap_or(0),
+        persistent_conns: d.persist_conns.unwrap_or(0),
+    }
+}
+
+fn observed_service(
+    attrs: &ServiceAttrs,
+    dests: &[DestAttrs],
+) -> Result<(Service, ServiceStats), DecodeError> {
+    let svc = service_with_dests_from_attrs(attrs, dests)?;
+    let mut stats = ServiceStats {
+        stats: stats_from_attrs(attrs.stats64.as_ref(), attrs.stats.as_ref()),
+        destinations: BTreeMap::new(),
+    };
+    for d in dests {
+        if let (Some(ip), Some(port)) = (d.addr, d.port) {
+            stats
+                .destinations
+                .insert(SocketAddr::new(ip, port), dest_stats(d));
+        }
+    }
+    Ok((svc, stats))
+}
+
+fn observe(dump: Vec<(ServiceAttrs, Vec<DestAttrs>)>) -> Result<Observed, ApiError> {
+    let mut o = Observed::default();
+    for (attrs, dests) in dump {
+        let (svc, stats) = observed_service(&attrs, &dests)?;
+        o.stats.insert(*svc.key(), stats);
+        o.table.set_service(svc);
+    }
+    Ok(o)
+}
+
+/// What an apply needs of a dumped service.
+enum Need {
+    /// Out of scope: never touched.
+    Skip,
+    /// In scope but not desired: only its key matters (it is deleted).
+    KeyOnly(ServiceKey),
+    /// Desired: compared in full, destinations too.
+    Full,
+}
+
+fn need(attrs: &ServiceAttrs, desired: &Table, opts: &ApplyOptions) -> Result<Need, ApiError> {
+    let key = match service_key_from_attrs(attrs) {
+        Ok(k) => k,
+        // Cannot be in scope unless every service is.
+        Err(e) if opts.scope == Scope::FullPrune => return Err(e.into()),
+        Err(_) => return Ok(Need::Skip),
+    };
+    Ok(if desired.service(&key).is_some() {
+        Need::Full
+    } else if match &opts.scope {
+        Scope::Desired => false,
+        Scope::Owned(keys) => keys.contains(&key),
+        Scope::FullPrune => true,
+    } {
+        Need::KeyOnly(key)
+    } else {
+        Need::Skip
+    })
+}
+
+fn add_key_only(current: &mut Table, key: ServiceKey) -> Result<(), ApiError> {
+    current.set_service(Service::builder(key).build()?);
+    Ok(())
+}
+
+fn add_full(
+    current: &mut Table,
+    attrs: &ServiceAttrs,
+    dests: &[DestAttrs],
+) -> Result<(), ApiError> {
+    current.set_service(service_with_dests_from_attrs(attrs, dests)?);
+    Ok(())
+}
+
+fn batch_options(opts: &ApplyOptions) -> BatchOptions {
+    BatchOptions {
+        stop_at_first_error: opts.stop_at_first_error,
+        ..BatchOptions::default()
+    }
+}
+
+fn report(plan: Plan, batch: BatchReport) -> ApplyReport {
+    let failures = batch
+        .failures
+        .into_iter()
+        .filter_map(|f| {
+            let op = plan.ops().get(f.index)?.clone();
+            Some(OpFailure {
+                index: f.index,
+                error: ApiError::Kernel {
+                    op: f.error.op,
+                    object: Some(op.object()),
+                    error: Box::new(f.error),
+                },
+                op,
+            })
+        })
+        .collect();
+    ApplyReport {
+        plan,
+        failures,
+        not_sent: batch.not_sent,
+    }
+}
+
+/// The messages that add a service with its destinations.
+fn add_service_messages(service: &Service) -> Vec<IpvsMessage> {
+    let key = service_key_attrs(service.key());
+    std::iter::once(IpvsMessage::new_service(service_attrs(service)))
+        .chain(
+            service
+                .destinations()
+                .map(|d| IpvsMessage::new_dest(key.clone(), dest_attrs(d))),
+        )
+        .collect()
+}
+
+fn add_service_result(service: &Service, r: BatchReport) -> Result<(), ApiError> {
+    match r.failures.into_iter().next() {
+        None => Ok(()),
+        Some(f) => {
+            let object = match f.index.checked_sub(1) {
+                None => Object::Service(*service.key()),
+                Some(i) => Object::Destination {
+                    service: Some(*service.key()),
+                    addr: service
+                        .destinations()
+                        .nth(i)
+                        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), Destination::addr),
+                },
+            };
+            Err(ApiError::Kernel {
+                op: f.error.op,
+                object: Some(object),
+                error: Box::new(f.error),
+            })
+        }
+    }
+}
+
+fn dest_object(service: &ServiceKey, addr: SocketAddr) -> Object {
+    Object::Destination {
+        service: Some(*service),
+        addr,
+    }
+}
+
+fn no_such_service(e: &TransportError) -> bool {
+    matches!(e, TransportError::Kernel(k) if k.kind == ErrorKind::NoSuchService)
+}
+
+/// A handle to the IPVS table of one network namespace (blocking).
+///
+/// Every method makes one round trip to the kernel, except [`table`](Self::table) and
+/// [`apply`](Self::apply), which dump the services and the destinations of each
+/// service, and [`add_service`](Self::add_service), which sends the service and its
+/// destinations in one batch.
+#[derive(Debug)]
+pub struct Ipvs {
+    sock: IpvsSocket,
+}
+
+impl Ipvs {
+    /// Opens a handle in the calling thread's network namespace (needs
+    /// `CAP_NET_ADMIN` to change anything, and the `ip_vs` module).
+    pub fn open() -> Result<Self, ApiError> {
+        Ok(Ipvs {
+            sock: IpvsSocket::open().map_err(global)?,
+        })
+    }
+
+    /// Opens a handle in the network namespace at `path` (e.g. `/run/netns/NAME`); the
+    /// calling thread never moves.
+    pub fn open_in_netns(path: impl AsRef<Path>) -> Result<Self, ApiError> {
+        Ok(Ipvs {
+            sock: IpvsSocket::open_in_netns(path).map_err(global)?,
+        })
+    }
+
+    /// How long to wait for each reply (default 10 s).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.sock.set_timeout(timeout);
+    }
+
+    /// The whole table with counters: one service dump and one destination dump per
+    /// service. Anything the model cannot represent is an [`ApiError::Decode`].
+    pub fn table(&mut self) -> Result<Observed, ApiError> {
+        let services = self.sock.services().map_err(global)?;
+        let mut dump = Vec::with_capacity(services.len());
+        for s in services {
+            let dests = self.sock.destinations(&s).map_err(global)?;
+            dump.push((s, dests));
+        }
+        observe(dump)
+    }
+
+    /// One service with its destinations and counters; `None` if there is no such
+    /// service.
+    pub fn service(
+        &mut self,
+        key: &ServiceKey,
+    ) -> Result<Option<(Service, ServiceStats)>, ApiError> {
+        let attrs = match self.sock.service(&service_key_attrs(key)) {
+            Ok(a) => a,
+            Err(e) if no_such_service(&e) => return Ok(None),
+            Err(e) => return Err(at(Object::Service(*key))(e)),
+        };
+        let dests = self
+            .sock
+            .destinations(&attrs)
+            .map_err(at(Object::Service(*key)))?;
+        Ok(Some(observed_service(&attrs, &dests)?))
+    }
+
+    /// Adds a service and its destinations (one batch). The first refusal is the error;
+    /// the requests before it took effect.
+    pub fn add_service(&mut self, service: &Service) -> Result<(), ApiError> {
+        let opts = BatchOptions {
+            stop_at_first_error: true,
+            ..BatchOptions::default()
+        };
+        let r = self
+            .sock
+            .batch(&add_service_messages(service), &opts)
+            .map_err(at(Object::Service(*service.key())))?;
+        add_service_result(service, r)
+    }
+
+    /// Changes a service's scheduler, flags, persistence and one-packet setting to
+    /// `service`'s; its destinations are not touched.
+    pub fn edit_service(&mut self, service: &Service) -> Result<(), ApiError> {
+        self.sock
+            .execute(&IpvsMessage::set_service(service_attrs(service)))
+            .map_err(at(Object::Service(*service.key())))
+    }
+
+    /// Deletes a service and its destinations.
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Result<(), ApiError> {
+        self.sock
+            .execute(&IpvsMessage::del_service(service_key_attrs(key)))
+            .map_err(at(Object::Service(*key)))
+    }
+
+    /// Adds a destination to a service.
+    pub fn add_destination(
+        &mut self,
+        service: &ServiceKey,
+        dest: &Destination,
+    ) -> Result<(), ApiError> {
+        self.sock
+            .execute(&IpvsMessage::new_dest(
+                service_key_attrs(service),
+                dest_attrs(dest),
+            ))
+            .map_err(at(dest_object(service, dest.addr())))
+    }
+
+    /// Changes a destination's weight, forwarding, thresholds and tunnel to `dest`'s.
+    pub fn edit_destination(
+        &mut self,
+        service: &ServiceKey,
+        dest: &Destination,
+    ) -> Result<(), ApiError> {
+        self.sock
+            .execute(&IpvsMessage::set_dest(
+                service_key_attrs(service),
+                dest_attrs(dest),
+            ))
+            .map_err(at(dest_object(service, dest.addr())))
+    }
+
+    /// Deletes a destination.
+    pub fn delete_destination(
+        &mut self,
+        service: &ServiceKey,
+        addr: SocketAddr,
+    ) -> Result<(), ApiError> {
+        self.sock
+            .execute(&IpvsMessage::del_dest(
+                service_key_attrs(service),
+                dest_key_attrs(addr),
+            ))
+            .map_err(at(dest_object(service, addr)))
+    }
+
+    /// Zeroes the counters of one service, or of every service (`None`).
+    pub fn zero(&mut self, service: Option<&ServiceKey>) -> Result<(), ApiError> {
+        let msg = IpvsMessage::zero(service.map(service_key_attrs));
+        match service {
+            Some(k) => self.sock.execute(&msg).map_err(at(Object::Service(*k))),
+            None => self.sock.execute(&msg).map_err(global),
+        }
+    }
+
+    /// Deletes every service (`ipvsadm -C`).
+    pub fn flush(&mut self) -> Result<(), ApiError> {
+        self.sock.execute(&IpvsMessage::flush()).map_err(global)
+    }
+
+    /// The global TCP, TCP FIN and UDP timeouts.
+    pub fn timeouts(&mut self) -> Result<Timeouts, ApiError> {
+        let (tcp, fin, udp) = self.sock.timeouts().map_err(at(Object::Timeouts))?;
+        Ok(timeouts_from_secs(tcp, fin, udp)?)
+    }
+
+    /// Sets the global timeouts (a zero one is left unchanged).
+    pub fn set_timeouts(&mut self, timeouts: &Timeouts) -> Result<(), ApiError> {
+        self.sock
+            .execute(&timeouts_message(timeouts))
+            .map_err(at(Object::Timeouts))
+    }
+
+    /// Starts a connection synchronisation daemon.
+    pub fn start_daemon(&mut self, daemon: &SyncDaemon) -> Result<(), ApiError> {
+        self.sock
+            .execute(&IpvsMessage::new_daemon(daemon_attrs(daemon)))
+            .map_err(at(Object::SyncDaemon))
+    }
+
+    /// Stops the master or backup sync daemon.
+    pub fn stop_daemon(&mut self, state: SyncState) -> Result<(), ApiError> {
+        self.sock
+            .execute(&IpvsMessage::del_daemon(daemon_state_attrs(state)))
+            .map_err(at(Object::SyncDaemon))
+    }
+
+    /// The running sync daemons (the kernel reports every option, defaults included).
+    pub fn daemons(&mut self) -> Result<Vec<SyncDaemon>, ApiError> {
+        let ds = self.sock.daemons().map_err(at(Object::SyncDaemon))?;
+        Ok(ds.iter().map(daemon_from_attrs).collect::<Result<_, _>>()?)
+    }
+
+    /// The IPVS version and connection table size.
+    pub fn info(&mut self) -> Result<Info, ApiError> {
+        let i = self.sock.info().map_err(global)?;
+        Ok(info_from_attrs(&i)?)
+    }
+
+    /// The current table within `opts.scope`: one service dump, and one destination
+    /// dump per desired service (services that are only deleted need no more than their
+    /// key). `desired` must already be normalised.
+    fn current(&mut self, desired: &Table, opts: &ApplyOptions) -> Result<Table, ApiError> {
+        let mut current = Table::new();
+        for attrs in self.sock.services().map_err(global)? {
+            match need(&attrs, desired, opts)? {
+                Need::Skip => {}
+                Need::KeyOnly(key) => add_key_only(&mut current, key)?,
+                Need::Full => {
+                    let dests = self.sock.destinations(&attrs).map_err(global)?;
+                    add_full(&mut current, &attrs, &dests)?;
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    /// What [`apply`](Self::apply) would do, without doing it (a dry run: print it for
+    /// the `ipvsadm` commands).
+    pub fn plan(&mut self, desired: &Table, opts: &ApplyOptions) -> Result<Plan, ApiError> {
+        let desired = normalize_dest_ports(desired)?;
+        let current = self.current(&desired, opts)?;
+        Ok(crate::reconcile::plan(&current, &desired, opts))
+    }
+
+    /// Makes the kernel's table match `desired` within `opts.scope`: one dump, the
+    /// [plan](crate::reconcile::plan), and its operations in one batch (chunked by the
+    /// transport). `desired` is first normalised with [`normalize_dest_ports`].
+    ///
+    /// A refused operation does not stop the others (unless
+    /// [`ApplyOptions::stop_at_first_error`]); the report lists each with its error. An
+    /// error is returned only when nothing could be sent: the dump failed, a service in
+    /// scope holds something the model cannot represent ([`ApiError::Decode`]; fix or
+    /// delete it by hand), or the socket failed.
+    pub fn apply(&mut self, desired: &Table, opts: &ApplyOptions) -> Result<ApplyReport, ApiError> {
+        let plan = self.plan(desired, opts)?;
+        if plan.is_empty() {
+            return Ok(report(plan, BatchReport::default()));
+        }
+        let batch = self
+            .sock
+            .batch(&plan.messages(), &batch_options(opts))
+            .map_err(global)?;
+        Ok(report(plan, batch))
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub use self::async_handle::AsyncIpvs;
+
+#[cfg(feature = "tokio")]
+mod async_handle {
+    use super::*;
+    use ipvs_sys::transport::AsyncIpvsSocket;
+
+    /// The tokio twin of [`Ipvs`] (cargo feature `tokio`): the same methods, `async`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), ipvs::ApiError> {
+    /// use ipvs::{AsyncIpvs, Table};
+    /// use ipvs::reconcile::ApplyOptions;
+    /// let mut ipvs = AsyncIpvs::open()?;
+    /// let report = ipvs.apply(&Table::new(), &ApplyOptions::default()).await?;
+    /// assert!(report.plan().is_empty());
+    /// # Ok(()) }
+    /// ```
+    #[derive(Debug)]
+    pub struct AsyncIpvs {
+        sock: AsyncIpvsSocket,
+    }
+
+    impl AsyncIpvs {
+        /// See [`Ipvs::open`]; needs a tokio runtime with I/O enabled.
+        pub fn open() -> Result<Self, ApiError> {
+            Ok(AsyncIpvs {
+                sock: AsyncIpvsSocket::open().map_err(global)?,
+            })
+        }
+
+        /// See [`Ipvs::open_in_netns`].
+        pub fn open_in_netns(path: impl AsRef<Path>) -> Result<Self, ApiError> {
+            Ok(AsyncIpvs {
+                sock: AsyncIpvsSocket::open_in_netns(path).map_err(global)?,
+            })
+        }
+
+        /// See [`Ipvs::set_timeout`].
+        pub fn set_timeout(&mut self, timeout: Duration) {
+            self.sock.set_timeout(timeout);
+        }
+
+        /// See [`Ipvs::table`].
+        pub async fn table(&mut self) -> Result<Observed, ApiError> {
+            let services = self.sock.services().await.map_err(global)?;
+            let mut dump = Vec::with_capacity(services.len());
+            for s in services {
+                let dests = self.sock.destinations(&s).await.map_err(global)?;
+                dump.push((s, dests));
+            }
+            observe(dump)
+        }
+
+        /// See [`Ipvs::service`].
+        pub async fn service(
+            &mut self,
+            key: &ServiceKey,
+        ) -> Result<Option<(Service, ServiceStats)>, ApiError> {
+            let attrs = match self.sock.service(&service_key_attrs(key)).await {
+                Ok(a) => a,
+                Err(e) if no_such_service(&e) => return Ok(None),
+                Err(e) => return Err(at(Object::Service(*key))(e)),
+            };
+            let dests = self
+                .sock
+                .destinations(&attrs)
+                .await
+                .map_err(at(Object::Service(*key)))?;
+            Ok(Some(observed_service(&attrs, &dests)?))
+        }
+
+        /// See [`Ipvs::add_service`].
+        pub async fn add_service(&mut self, service: &Service) -> Result<(), ApiError> {
+            let opts = BatchOptions {
+                stop_at_first_error: true,
+                ..BatchOptions::default()
+            };
+            let r = self
+                .sock
+                .batch(&add_service_messages(service), &opts)
+                .await
+                .map_err(at(Object::Service(*service.key())))?;
+            add_service_result(service, r)
+        }
+
+        /// See [`Ipvs::edit_service`].
+        pub async fn edit_service(&mut self, service: &Service) -> Result<(), ApiError> {
+            self.sock
+                .execute(&IpvsMessage::set_service(service_attrs(service)))
+                .await
+                .map_err(at(Object::Service(*service.key())))
+        }
+
+        /// See [`Ipvs::delete_service`].
+        pub async fn delete_service(&mut self, key: &ServiceKey) -> Result<(), ApiError> {
+            self.sock
+                .execute(&IpvsMessage::del_service(service_key_attrs(key)))
+                .await
+                .map_err(at(Object::Service(*key)))
+        }
+
+        /// See [`Ipvs::add_destination`].
+        pub async fn add_destination(
+            &mut self,
+            service: &ServiceKey,
+            dest: &Destination,
+        ) -> Result<(), ApiError> {
+            self.sock
+                .execute(&IpvsMessage::new_dest(
+                    service_key_attrs(service),
+                    dest_attrs(dest),
+                ))
+                .await
+                .map_err(at(dest_object(service, dest.addr())))
+        }
+
+        /// See [`Ipvs::edit_destination`].
+        pub async fn edit_destination(
+            &mut self,
+            service: &ServiceKey,
+            dest: &Destination,
+        ) -> Result<(), ApiError> {
+            self.sock
+                .execute(&IpvsMessage::set_dest(
+                    service_key_attrs(service),
+                    dest_attrs(dest),
+                ))
+                .await
+                .map_err(at(dest_object(service, dest.addr())))
+        }
+
+        /// See [`Ipvs::delete_destination`].
+        pub async fn delete_destination(
+            &mut self,
+            service: &ServiceKey,
+            addr: SocketAddr,
+        ) -> Result<(), ApiError> {
+            self.sock
+                .execute(&IpvsMessage::del_dest(
+                    service_key_attrs(service),
+                    dest_key_attrs(addr),
+                ))
+                .await
+                .map_err(at(dest_object(service, addr)))
+        }
+
+        /// See [`Ipvs::zero`].
+        pub async fn zero(&mut self, service: Option<&ServiceKey>) -> Result<(), ApiError> {
+            let msg = IpvsMessage::zero(service.map(service_key_attrs));
+            let r = self.sock.execute(&msg).await;
+            match service {
+                Some(k) => r.map_err(at(Object::Service(*k))),
+                None => r.map_err(global),
+            }
+        }
+
+        /// See [`Ipvs::flush`].
+        pub async fn flush(&mut self) -> Result<(), ApiError> {
+            self.sock
+                .execute(&IpvsMessage::flush())
+                .await
+                .map_err(global)
+        }
+
+        /// See [`Ipvs::timeouts`].
+        pub async fn timeouts(&mut self) -> Result<Timeouts, ApiError> {
+            let (tcp, fin, udp) = self.sock.timeouts().await.map_err(at(Object::Timeouts))?;
+            Ok(timeouts_from_secs(tcp, fin, udp)?)
+        }
+
+        /// See [`Ipvs::set_timeouts`].
+        pub async fn set_timeouts(&mut self, timeouts: &Timeouts) -> Result<(), ApiError> {
+            self.sock
+                .execute(&timeouts_message(timeouts))
+                .await
+                .map_err(at(Object::Timeouts))
+        }
+
+        /// See [`Ipvs::start_daemon`].
+        pub async fn start_daemon(&mut self, daemon: &SyncDaemon) -> Result<(), ApiError> {
+            self.sock
+                .execute(&IpvsMessage::new_daemon(daemon_attrs(daemon)))
+                .await
+                .map_err(at(Object::SyncDaemon))
+        }
+
+        /// See [`Ipvs::stop_daemon`].
+        pub async fn stop_daemon(&mut self, state: SyncState) -> Result<(), ApiError> {
+            self.sock
+                .execute(&IpvsMessage::del_daemon(daemon_state_attrs(state)))
+                .await
+                .map_err(at(Object::SyncDaemon))
+        }
+
+        /// See [`Ipvs::daemons`].
+        pub async fn daemons(&mut self) -> Result<Vec<SyncDaemon>, ApiError> {
+            let ds = self.sock.daemons().await.map_err(at(Object::SyncDaemon))?;
+            Ok(ds.iter().map(daemon_from_attrs).collect::<Result<_, _>>()?)
+        }
+
+        /// See [`Ipvs::info`].
+        pub async fn info(&mut self) -> Result<Info, ApiError> {
+            let i = self.sock.info().await.map_err(global)?;
+            Ok(info_from_attrs(&i)?)
+        }
+
+        async fn current(
+            &mut self,
+            desired: &Table,
+            opts: &ApplyOptions,
+        ) -> Result<Table, ApiError> {
+            let mut current = Table::new();
+            for attrs in self.sock.services().await.map_err(global)? {
+                match need(&attrs, desired, opts)? {
+                    Need::Skip => {}
+                    Need::KeyOnly(key) => add_key_only(&mut current, key)?,
+                    Need::Full => {
+                        let dests = self.sock.destinations(&attrs).await.map_err(global)?;
+                        add_full(&mut current, &attrs, &dests)?;
+                    }
+                }
+            }
+            Ok(current)
+        }
+
+        /// See [`Ipvs::plan`].
+        pub async fn plan(
+            &mut self,
+            desired: &Table,
+            opts: &ApplyOptions,
+        ) -> Result<Plan, ApiError> {
+            let desired = normalize_dest_ports(desired)?;
+            let current = self.current(&desired, opts).await?;
+            Ok(crate::reconcile::plan(&current, &desired, opts))
+        }
+
+        /// See [`Ipvs::apply`].
+        pub async fn apply(
+            &mut self,
+            desired: &Table,
+            opts: &ApplyOptions,
+        ) -> Result<ApplyReport, ApiError> {
+            let plan = self.plan(desired, opts).await?;
+            if plan.is_empty() {
+                return Ok(report(plan, BatchReport::default()));
+            }
+            let batch = self
+                .sock
+                .batch(&plan.messages(), &batch_options(opts))
+                .await
+                .map_err(global)?;
+            Ok(report(plan, batch))
+        }
+    }
+}
