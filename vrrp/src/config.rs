@@ -175,6 +175,10 @@ pub struct InstanceConfig {
     /// address a master sends when it hears a lower-priority advert, to
     /// win back neighbours' caches (default 0: none).
     pub garp_lower_prio_repeat: u32,
+    /// keepalived `garp_lower_prio_delay`: after such a burst, send
+    /// another `garp_lower_prio_repeat` messages per address this much
+    /// later (default `None`: no second burst).
+    pub garp_lower_prio_delay: Option<Duration>,
 }
 
 impl InstanceConfig {
@@ -207,6 +211,7 @@ impl InstanceConfig {
             lower_prio_no_advert: false,
             higher_prio_send_advert: false,
             garp_lower_prio_repeat: 0,
+            garp_lower_prio_delay: None,
             owner_ignore_adverts: false,
         }
     }

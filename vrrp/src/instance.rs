@@ -71,14 +71,19 @@ pub enum Timer {
     GarpDelay,
     /// Master: time for a periodic gratuitous ARP / NA refresh.
     GarpRefresh,
+    /// Master: time for the delayed burst after hearing a lower-priority
+    /// advert (keepalived `garp_lower_prio_delay`).
+    GarpLowerPrio,
 }
 
 impl Timer {
-    const ALL: [Timer; 4] = [
+    /// Every timer.
+    pub const ALL: [Timer; 5] = [
         Timer::Advert,
         Timer::MasterDown,
         Timer::GarpDelay,
         Timer::GarpRefresh,
+        Timer::GarpLowerPrio,
     ];
 
     const fn index(self) -> usize {
@@ -87,6 +92,7 @@ impl Timer {
             Timer::MasterDown => 1,
             Timer::GarpDelay => 2,
             Timer::GarpRefresh => 3,
+            Timer::GarpLowerPrio => 4,
         }
     }
 
@@ -97,6 +103,7 @@ impl Timer {
             Timer::MasterDown => "master-down",
             Timer::GarpDelay => "garp-delay",
             Timer::GarpRefresh => "garp-refresh",
+            Timer::GarpLowerPrio => "garp-lower-prio",
         }
     }
 }
@@ -414,7 +421,7 @@ pub struct Instance {
     master_adver_int: Duration,
     link_up: bool,
     started: bool,
-    deadlines: [Option<Time>; 4],
+    deadlines: [Option<Time>; 5],
     preempt_deadline: Option<Time>,
     master: Option<(IpAddr, u8)>,
     sync_member: bool,
@@ -434,7 +441,7 @@ impl Instance {
             master_adver_int,
             link_up: true,
             started: false,
-            deadlines: [None; 4],
+            deadlines: [None; 5],
             preempt_deadline: None,
             master: None,
             sync_member: false,
@@ -868,6 +875,7 @@ impl Instance {
         self.cancel(Timer::Advert, out);
         self.cancel(Timer::GarpDelay, out);
         self.cancel(Timer::GarpRefresh, out);
+        self.cancel(Timer::GarpLowerPrio, out);
         out.push(Action::RemoveAddresses(self.cfg.virtual_addresses.clone()));
         self.state = State::Backup;
         self.reset_backup_memory();
@@ -924,6 +932,12 @@ impl Instance {
                 if let Some(r) = self.cfg.garp.refresh {
                     self.arm(Timer::GarpRefresh, now + r, out);
                 }
+            }
+            (State::Master, Timer::GarpLowerPrio) => {
+                out.push(Action::SendGratuitous {
+                    addresses: self.cfg.virtual_addresses.clone(),
+                    repeat: self.cfg.garp_lower_prio_repeat,
+                });
             }
             (State::Backup, Timer::MasterDown) => {
                 if self.sync_member {
@@ -1010,6 +1024,9 @@ impl Instance {
                             addresses: self.cfg.virtual_addresses.clone(),
                             repeat: self.cfg.garp_lower_prio_repeat,
                         });
+                        if let Some(d) = self.cfg.garp_lower_prio_delay {
+                            self.arm(Timer::GarpLowerPrio, now + d, out);
+                        }
                     }
                 }
             }

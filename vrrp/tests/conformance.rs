@@ -20,11 +20,12 @@
 //!   `primary` (required), `vips` (comma separated, required), `interval`
 //!   (default 1s), `preempt` (on/off), `preempt_delay`, `garp_repeat`,
 //!   `garp_delay` (a time or `off`), `garp_refresh`, `pass` (VRRPv2
-//!   password).
+//!   password), `garp_lower_prio_repeat`, `garp_lower_prio_delay`.
 //! * `@ TIME NAME EVENT` feeds an event to instance NAME at TIME
 //!   (`0`, `1.5s`, `250ms`, `10us`). Events: `startup`, `shutdown`,
 //!   `interface-up`, `interface-down`, `priority N`, `timer NAME` (advert,
-//!   master-down, garp-delay, garp-refresh), `deliver OTHER` (the last
+//!   master-down, garp-delay, garp-refresh, garp-lower-prio), `deliver
+//!   OTHER` (the last
 //!   advert instance OTHER sent, from OTHER's primary address), `advert
 //!   src=IP prio=N [interval=UNITS] [vrid=N] [addrs=A,B]` (a hand-made
 //!   advert; interval in the version's units), `config key=value...`
@@ -132,6 +133,10 @@ fn config(keys: &BTreeMap<String, String>) -> Result<InstanceConfig, String> {
     if let Some(r) = get("garp_refresh") {
         c.garp.refresh = Some(parse_duration(r)?);
     }
+    c.garp_lower_prio_repeat = num("garp_lower_prio_repeat", 0)?;
+    if let Some(d) = get("garp_lower_prio_delay") {
+        c.garp_lower_prio_delay = Some(parse_duration(d)?);
+    }
     if let Some(p) = get("pass") {
         c.auth = Auth::password(p.as_bytes());
     }
@@ -166,6 +171,7 @@ impl Sim {
                 Some("master-down") => Timer::MasterDown,
                 Some("garp-delay") => Timer::GarpDelay,
                 Some("garp-refresh") => Timer::GarpRefresh,
+                Some("garp-lower-prio") => Timer::GarpLowerPrio,
                 t => return Err(format!("bad timer {t:?}")),
             }),
             "deliver" => {

@@ -784,6 +784,35 @@ fn keepalived_lower_and_higher_priority_options() {
     assert_eq!(show(&a), ["garp repeat=2 10.0.0.100"]);
     assert_eq!(vr.state(), State::Master);
 
+    // garp_lower_prio_delay: a second burst later, cancelled on yielding.
+    let mut c = cfg(Version::V3, 150);
+    c.garp_lower_prio_repeat = 1;
+    c.garp_lower_prio_delay = Some(Duration::from_secs(2));
+    let mut vr = master(c);
+    let a = vr.handle(
+        Time::from_secs(4),
+        rx("10.0.0.1", advert(Version::V3, 100, 100)),
+    );
+    assert_eq!(
+        show(&a),
+        [
+            "send-advert prio=150",
+            "garp repeat=1 10.0.0.100",
+            "arm garp-lower-prio at=6s"
+        ]
+    );
+    let a = vr.handle(Time::from_secs(6), Event::TimerFired(Timer::GarpLowerPrio));
+    assert_eq!(show(&a), ["garp repeat=1 10.0.0.100"]);
+    vr.handle(
+        Time::from_secs(7),
+        rx("10.0.0.1", advert(Version::V3, 100, 100)),
+    );
+    let a = vr.handle(
+        Time::from_secs(8),
+        rx("10.0.0.3", advert(Version::V3, 200, 100)),
+    );
+    assert!(show(&a).contains(&"cancel garp-lower-prio".to_string()));
+
     // higher_prio_send_advert: one last advert before yielding.
     let mut c = cfg(Version::V3, 100);
     c.higher_prio_send_advert = true;

@@ -177,7 +177,8 @@ fn step() -> impl Strategy<Value = Step> {
             Just(Timer::Advert),
             Just(Timer::MasterDown),
             Just(Timer::GarpDelay),
-            Just(Timer::GarpRefresh)
+            Just(Timer::GarpRefresh),
+            Just(Timer::GarpLowerPrio)
         ].prop_map(Step::Fire),
         6 => (0u16..5000).prop_map(Step::Wait),
     ]
@@ -206,6 +207,8 @@ proptest! {
         cfg.preempt = preempt || priority == 255;
         cfg.preempt_delay = Duration::from_secs(delay_s);
         cfg.garp.refresh = Some(Duration::from_secs(7));
+        cfg.garp_lower_prio_repeat = 1;
+        cfg.garp_lower_prio_delay = Some(Duration::from_secs(2));
         let mut vr = Instance::new(cfg.validate().unwrap());
         let mut now = Time::ZERO;
         let mut installed: BTreeSet<IpAddr> = BTreeSet::new();
@@ -276,6 +279,7 @@ proptest! {
             if state != State::Master {
                 prop_assert!(vr.deadline(Timer::GarpDelay).is_none());
                 prop_assert!(vr.deadline(Timer::GarpRefresh).is_none());
+                prop_assert!(vr.deadline(Timer::GarpLowerPrio).is_none());
             }
         }
     }

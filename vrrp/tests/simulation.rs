@@ -14,12 +14,7 @@ use vrrp_proto::{
     Version,
 };
 
-const TIMERS: [Timer; 4] = [
-    Timer::Advert,
-    Timer::MasterDown,
-    Timer::GarpDelay,
-    Timer::GarpRefresh,
-];
+const TIMERS: [Timer; 5] = Timer::ALL;
 
 struct Lan {
     routers: Vec<Instance>,

@@ -4,8 +4,8 @@
 //! Backup, and every armed deadline lies in the future.
 //!
 //! Input: byte 0 = priority, byte 1 = options (bit 0: VRRPv2, bit 1:
-//! preempt off, bits 2-3: preempt delay in seconds); then 3-byte
-//! operations (opcode, a, b).
+//! preempt off, bits 2-3: preempt delay in seconds, bits 4-5: gratuitous
+//! ARPs on lower-priority adverts); then 3-byte operations (opcode, a, b).
 
 #![no_main]
 
@@ -18,12 +18,7 @@ use vrrp_proto::{
     VersionFields,
 };
 
-const TIMERS: [Timer; 4] = [
-    Timer::Advert,
-    Timer::MasterDown,
-    Timer::GarpDelay,
-    Timer::GarpRefresh,
-];
+const TIMERS: [Timer; 5] = Timer::ALL;
 
 fn addr(last: u8) -> IpAddr {
     IpAddr::from([10, 0, 0, last])
@@ -43,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
     cfg.preempt = options & 2 == 0 || cfg.priority == 255;
     cfg.preempt_delay = Duration::from_secs(u64::from((options >> 2) & 3));
     cfg.garp.refresh = Some(Duration::from_secs(3));
+    cfg.garp_lower_prio_repeat = u32::from((options >> 4) & 3);
+    cfg.garp_lower_prio_delay = Some(Duration::from_secs(2));
     let Ok(valid) = cfg.validate() else {
         return;
     };
@@ -78,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             7 => {
-                let timer = TIMERS[usize::from(a % 4)];
+                let timer = TIMERS[usize::from(a % 5)];
                 if let Some(at) = vr.deadline(timer) {
                     now = now.max(at);
                 }
