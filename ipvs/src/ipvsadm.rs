@@ -40,7 +40,9 @@
 //! default of ipvsadm 1.31), addresses without a port (port 0 for a service, the
 //! service's port for a real server), an optional leading `ipvsadm` word, blank lines and
 //! `#` comments, and the table commands `-E`/`-e` (edit), `-D`/`-d` (delete) and `-C`
-//! (clear). Differences from ipvsadm: host and service names are not resolved; `-M`
+//! (clear), port names from a fixed table ([`SERVICE_NAMES`], e.g. `192.0.2.1:http`).
+//! Differences from ipvsadm: host names are not resolved, and port names only from that
+//! table; `-M`
 //! without `-p` is ignored as ipvsadm ignores it, but `--pe` without `-p` is an error
 //! (the engine has no effect without persistence, the model keeps it in
 //! [`Persistence`]); the port of a `-g`/`-i` real server is kept as written (ipvsadm
@@ -114,7 +116,9 @@ pub enum ParseErrorKind {
     #[error("missing real server (-r)")]
     MissingRealServer,
     /// An address that does not parse.
-    #[error("invalid address (expected A.B.C.D[:PORT], [IPV6]:PORT or IPV6)")]
+    #[error(
+        "invalid address (expected A.B.C.D[:PORT], [IPV6]:PORT or IPV6; host names are not resolved)"
+    )]
     InvalidAddress,
     /// A number that does not parse or is out of range.
     #[error("invalid {what} (expected {range})")]
@@ -418,16 +422,17 @@ fn tokenize<'a>(ctx: &LineCtx, words: &[&'a str]) -> Result<Vec<Occ<'a>>, ParseE
     Ok(out)
 }
 
-/// Parses `host[:port]` the way ipvsadm does (numeric only): `[v6]:port`, `v6`,
-/// `v4:port`, `v4`.
-fn parse_addr(s: &str) -> Option<(IpAddr, Option<u16>)> {
+/// Parses `host[:port]` the way ipvsadm does, with numeric hosts only: `[v6]:port`,
+/// `v6`, `v4:port`, `v4`. The port is a number or a [service name](SERVICE_NAMES) of
+/// `protocol`.
+fn parse_addr(s: &str, protocol: Protocol) -> Option<(IpAddr, Option<u16>)> {
     if s.is_empty() || s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     if let Some(rest) = s.strip_prefix('[') {
         let (ip, port) = rest.split_once("]:")?;
         let ip: Ipv6Addr = ip.parse().ok()?;
-        return Some((IpAddr::V6(ip), Some(parse_port(port)?)));
+        return Some((IpAddr::V6(ip), Some(parse_service_port(port, protocol)?)));
     }
     if let Ok(ip) = s.parse::<Ipv6Addr>() {
         return Some((IpAddr::V6(ip), None));
@@ -435,7 +440,7 @@ fn parse_addr(s: &str) -> Option<(IpAddr, Option<u16>)> {
     match s.rsplit_once(':') {
         Some((ip, port)) => Some((
             IpAddr::V4(ip.parse::<Ipv4Addr>().ok()?),
-            Some(parse_port(port)?),
+            Some(parse_service_port(port, protocol)?),
         )),
         None => Some((IpAddr::V4(s.parse::<Ipv4Addr>().ok()?), None)),
     }
@@ -447,6 +452,59 @@ fn parse_port(s: &str) -> Option<u16> {
     }
     s.parse().ok()
 }
+
+fn parse_service_port(s: &str, protocol: Protocol) -> Option<u16> {
+    parse_port(s).or_else(|| {
+        SERVICE_NAMES
+            .iter()
+            .find(|(names, _, protos)| names.contains(&s) && protos.contains(&protocol))
+            .map(|(_, port, _)| *port)
+    })
+}
+
+const TCP: &[Protocol] = &[Protocol::Tcp];
+const UDP: &[Protocol] = &[Protocol::Udp];
+const TCP_UDP: &[Protocol] = &[Protocol::Tcp, Protocol::Udp];
+
+/// The port names [`parse`] knows, with the protocols they are defined for: a fixed
+/// subset of Debian 12's `/etc/services` (which ipvsadm reads through
+/// `getservbyname`), so that parsing does not depend on the system. Names and aliases,
+/// port, protocols. A real server's port name is looked up for its service's protocol
+/// (TCP for fwmark services, as ipvsadm does).
+pub const SERVICE_NAMES: &[(&[&str], u16, &[Protocol])] = &[
+    (&["ftp"], 21, TCP),
+    (&["ssh"], 22, TCP),
+    (&["telnet"], 23, TCP),
+    (&["smtp", "mail"], 25, TCP),
+    (&["domain"], 53, TCP_UDP),
+    (&["http", "www"], 80, TCP),
+    (
+        &["kerberos", "kerberos5", "krb5", "kerberos-sec"],
+        88,
+        TCP_UDP,
+    ),
+    (&["pop3", "pop-3"], 110, TCP),
+    (&["ntp"], 123, UDP),
+    (&["imap2", "imap"], 143, TCP),
+    (&["snmp"], 161, TCP_UDP),
+    (&["ldap"], 389, TCP_UDP),
+    (&["https"], 443, TCP_UDP),
+    (&["submissions", "ssmtp", "smtps"], 465, TCP),
+    (&["syslog"], 514, UDP),
+    (&["submission"], 587, TCP),
+    (&["ldaps"], 636, TCP_UDP),
+    (&["rsync"], 873, TCP),
+    (&["imaps"], 993, TCP),
+    (&["pop3s"], 995, TCP),
+    (&["openvpn"], 1194, TCP_UDP),
+    (&["ms-sql-s"], 1433, TCP),
+    (&["radius"], 1812, TCP_UDP),
+    (&["mysql"], 3306, TCP),
+    (&["postgresql", "postgres"], 5432, TCP),
+    (&["sip"], 5060, TCP_UDP),
+    (&["sip-tls"], 5061, TCP_UDP),
+    (&["http-alt", "webcache"], 8080, TCP),
+];
 
 fn parse_u32(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -597,14 +655,14 @@ fn parse_key(ctx: &LineCtx, c: &Collected<'_>) -> Result<ServiceKey, ParseError>
             if let Some(t) = c.ipv6 {
                 return Err(ctx.err(t, ParseErrorKind::Ipv6WithoutFwmark));
             }
-            let (ip, port) =
-                parse_addr(arg).ok_or_else(|| ctx.err(arg, ParseErrorKind::InvalidAddress))?;
-            let addr = SocketAddr::new(ip, port.unwrap_or(0));
             let protocol = match opt {
                 Opt::Tcp => Protocol::Tcp,
                 Opt::Udp => Protocol::Udp,
                 _ => Protocol::Sctp,
             };
+            let (ip, port) = parse_addr(arg, protocol)
+                .ok_or_else(|| ctx.err(arg, ParseErrorKind::InvalidAddress))?;
+            let addr = SocketAddr::new(ip, port.unwrap_or(0));
             let _ = token;
             ServiceKey::Addr { protocol, addr }
         }
@@ -726,7 +784,9 @@ fn parse_dest_addr(
     let Some((_, arg)) = c.real else {
         return Err(ctx.err_line(ParseErrorKind::MissingRealServer));
     };
-    let (ip, port) = parse_addr(arg).ok_or_else(|| ctx.err(arg, ParseErrorKind::InvalidAddress))?;
+    let protocol = key.protocol().unwrap_or(Protocol::Tcp);
+    let (ip, port) =
+        parse_addr(arg, protocol).ok_or_else(|| ctx.err(arg, ParseErrorKind::InvalidAddress))?;
     Ok(SocketAddr::new(ip, port.unwrap_or(key.port())))
 }
 

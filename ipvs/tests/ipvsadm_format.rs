@@ -672,7 +672,8 @@ fn line_errors() {
         "host.example:80",
         "[2001:db8::1]",
         "[2001:db8::1]80",
-        "192.0.2.1:http",
+        "192.0.2.1:nosuchname",
+        "192.0.2.1:ntp",
         "192.0.2.1:",
         "010.0.0.1:80",
         "[192.0.2.1]:80",
@@ -747,4 +748,57 @@ fn model_built_table_prints() {
         ipvsadm::print(&t),
         "-A -t 192.0.2.20:443 -s wrr -p 300 -M 255.255.255.0\n-a -t 192.0.2.20:443 -r 10.0.0.21:443 -g -w 10\n"
     );
+}
+
+#[test]
+fn port_names() {
+    assert_eq!(
+        one_service("-A -t 192.0.2.1:http").key(),
+        &ServiceKey::tcp(sa("192.0.2.1:80"))
+    );
+    assert_eq!(
+        one_service("-A -t [2001:db8::1]:https").key(),
+        &ServiceKey::tcp(sa("[2001:db8::1]:443"))
+    );
+    assert_eq!(
+        one_service("-A -u 192.0.2.1:domain").key(),
+        &ServiceKey::udp(sa("192.0.2.1:53"))
+    );
+    assert_eq!(
+        one_service("-A -u 192.0.2.1:ntp").key(),
+        &ServiceKey::udp(sa("192.0.2.1:123"))
+    );
+    // Per protocol, as getservbyname: ntp is UDP only, ssh TCP only, SCTP has none.
+    assert_eq!(err("-A -t 192.0.2.1:ntp").2, ParseErrorKind::InvalidAddress);
+    assert_eq!(err("-A -u 192.0.2.1:ssh").2, ParseErrorKind::InvalidAddress);
+    assert_eq!(
+        err("-A --sctp-service 192.0.2.1:http").2,
+        ParseErrorKind::InvalidAddress
+    );
+    // Aliases; a real server's port name for the service's protocol (TCP for fwmark).
+    assert_eq!(
+        one_dest("-A -u 192.0.2.1:53\n-a -u 192.0.2.1:53 -r 10.0.0.1:domain -m").addr(),
+        sa("10.0.0.1:53")
+    );
+    assert_eq!(
+        one_dest("-A -f 1\n-a -f 1 -r 10.0.0.1:www").addr(),
+        sa("10.0.0.1:80")
+    );
+    assert_eq!(one_service("-A -t 192.0.2.1:postgres").key().port(), 5432);
+    // Every entry resolves for its protocols, and names are unique per protocol.
+    for (names, port, protos) in ipvsadm::SERVICE_NAMES {
+        for name in *names {
+            for p in *protos {
+                let opt = match p {
+                    ipvs::Protocol::Tcp => "-t",
+                    ipvs::Protocol::Udp => "-u",
+                    ipvs::Protocol::Sctp => "--sctp-service",
+                };
+                let s = one_service(&format!("-A {opt} 192.0.2.1:{name}"));
+                assert_eq!(s.key().port(), *port, "{name}");
+            }
+        }
+    }
+    let e = ipvsadm::parse("-A -t www.example.com:80").unwrap_err();
+    assert!(e.to_string().contains("host names are not resolved"), "{e}");
 }
