@@ -1,6 +1,6 @@
 //! The `ipvsadm -S -n` save / `ipvsadm -R` restore text format.
 //!
-//! [`print`] writes a [`Table`] exactly as `ipvsadm -S -n` (ipvsadm 1.31) writes it:
+//! [`print()`] writes a [`Table`] exactly as `ipvsadm -S -n` (ipvsadm 1.31) writes it:
 //!
 //! ```text
 //! -A -t 192.0.2.20:443 -s wrr -p 300 -M 255.255.255.0
@@ -16,7 +16,7 @@
 //!   where SERVICE is `-t ADDR:PORT`, `-u ADDR:PORT`, `--sctp-service ADDR:PORT`,
 //!   `-f MARK` or `-f MARK -6`. `-M` is left out for a host mask; an IPv6 mask is a
 //!   prefix length. ipvsadm prints a mark above `i32::MAX` as a negative number (`-f -1`
-//!   for 4294967295); so does [`print`], and [`parse`] reads it back.
+//!   for 4294967295); so does [`print()`], and [`parse`] reads it back.
 //! - Destination line: `-a SERVICE -r ADDR:PORT FWD -w WEIGHT [TUNNEL]` where FWD is `-m`
 //!   (NAT), `-g` (direct routing, and local node), `-i` (tunnel) or `(null)` (bypass, as
 //!   ipvsadm prints it: verified in the lab with a bypass destination added over
@@ -27,7 +27,7 @@
 //! - Order: as ipvsadm sorts (libipvs `ipvs_cmp_services` / `ipvs_cmp_dests`): address
 //!   services before fwmark services, IPv4 before IPv6, TCP, UDP, SCTP, then address
 //!   and port. ipvsadm compares addresses and marks by 32-bit wrapping subtraction, so
-//!   `192.168.0.1` sorts before `10.0.0.1` (their difference exceeds 2^31); [`print`]
+//!   `192.168.0.1` sorts before `10.0.0.1` (their difference exceeds 2^31); [`print()`]
 //!   does the same whenever that order is consistent (all values within half the 32-bit
 //!   circle), and falls back to numeric order otherwise, where ipvsadm's order depends on
 //!   the kernel's.

@@ -40,7 +40,9 @@ pub mod serde_impl;
 mod types;
 
 pub use error::{Error, Object, Problem};
-pub use kernel::{Info, IpvsVersion, Stats, SyncDaemon, SyncState, Timeouts};
+pub use kernel::{
+    Info, IpvsVersion, MAX_SYNC_MAXLEN, MAX_TIMEOUT, Stats, SyncDaemon, SyncState, Timeouts,
+};
 pub use types::{
     AddressFamily, DEFAULT_PERSISTENCE_TIMEOUT, Destination, Forward, FwMark, NAME_MAXLEN,
     Persistence, PersistenceEngine, PersistenceMask, Protocol, SchedFlags, Scheduler,
