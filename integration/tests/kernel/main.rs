@@ -8,3 +8,4 @@
 mod lab_ipvsadm;
 mod sys_matrix;
 mod sys_transport;
+mod ipvs_api;
