@@ -167,6 +167,10 @@ pub enum Problem {
     /// A sync daemon maximum message length outside 1..=65507.
     #[error("sync message maximum length {0} is outside 1..=65507")]
     SyncMaxlenOutOfRange(u16),
+    /// An IPv6 socket address with a scope id or flow label (IPVS keys on address and
+    /// port only).
+    #[error("an IPv6 scope id or flow label is not supported")]
+    Ipv6ScopeOrFlow,
     /// A service key text that does not parse.
     #[error(
         "cannot parse {0:?} (expected e.g. \"tcp 192.0.2.1:80\", \"udp [2001:db8::1]:53\", \"fwmark 7\" or \"fwmark 7 ipv6\")"

@@ -247,6 +247,11 @@ impl ServiceKey {
     }
 }
 
+/// Whether an address carries an IPv6 flow label or scope id, which IPVS has no place for.
+fn has_scope_or_flow(addr: &SocketAddr) -> bool {
+    matches!(addr, SocketAddr::V6(a) if a.scope_id() != 0 || a.flowinfo() != 0)
+}
+
 pub(crate) fn push_ip_words(w: &mut Vec<u32>, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => w.push(u32::from(a)),
@@ -318,6 +323,9 @@ impl FromStr for ServiceKey {
             return Err(syntax());
         }
         let addr: SocketAddr = arg.parse().map_err(|_| syntax())?;
+        if has_scope_or_flow(&addr) {
+            return Err(Error::new(Object::ServiceKey, Problem::Ipv6ScopeOrFlow));
+        }
         Ok(ServiceKey::Addr { protocol, addr })
     }
 }
@@ -1011,6 +1019,9 @@ impl Destination {
     }
 
     fn check(&self) -> Result<(), Problem> {
+        if has_scope_or_flow(&self.addr) {
+            return Err(Problem::Ipv6ScopeOrFlow);
+        }
         self.forward.check()?;
         if self.weight > i32::MAX as u32 {
             return Err(Problem::WeightTooLarge(self.weight));
@@ -1123,6 +1134,9 @@ impl Service {
     fn validate(&mut self) -> Result<(), Error> {
         let key = self.key;
         let err = |p| Error::new(Object::Service(key), p);
+        if key.addr().is_some_and(|a| has_scope_or_flow(&a)) {
+            return Err(err(Problem::Ipv6ScopeOrFlow));
+        }
         let allowed = self.scheduler.allowed_flags();
         for bit in [SchedFlags::SCHED1, SchedFlags::SCHED2, SchedFlags::SCHED3] {
             if self.sched_flags.0 & bit != 0 && allowed.0 & bit == 0 {

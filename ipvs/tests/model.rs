@@ -611,3 +611,31 @@ fn error_objects_display() {
         "sync daemon: multicast TTL must be 1..=255"
     );
 }
+
+#[test]
+fn ipv6_scope_and_flow_are_rejected() {
+    let scoped: SocketAddr = "[fe80::1%2]:80".parse().unwrap();
+    assert_eq!(
+        problem(Destination::new(scoped, Forward::Masquerade)),
+        Problem::Ipv6ScopeOrFlow
+    );
+    let e = Service::builder(ServiceKey::tcp(scoped))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.problem, Problem::Ipv6ScopeOrFlow);
+    let flow = SocketAddr::V6(std::net::SocketAddrV6::new(
+        "2001:db8::1".parse().unwrap(),
+        80,
+        7,
+        0,
+    ));
+    assert!(Destination::new(flow, Forward::Masquerade).is_err());
+    assert!(Service::builder(ServiceKey::udp(flow)).build().is_err());
+    assert_eq!(
+        "tcp [fe80::1%2]:80"
+            .parse::<ServiceKey>()
+            .unwrap_err()
+            .problem,
+        Problem::Ipv6ScopeOrFlow
+    );
+}
