@@ -66,6 +66,12 @@
 //! * The kernel handles the messages of one `sendmsg` in order and answers
 //!   each; hundreds of ACKs can overflow a small receive buffer (`ENOBUFS`),
 //!   so size `SO_RCVBUF` for the batch or set `NETLINK_CAP_ACK`.
+//! * A request can go unanswered: `netlink_rcv_skb` sends no ACK and no
+//!   error when a handler returns `-EINTR`, which `DEL_DAEMON` does when it
+//!   stops a sync thread that has not run yet (a daemon stopped right after
+//!   it was started). The daemon is stopped, but ipvsadm would wait forever;
+//!   [`transport`] times out instead ([`transport::TransportError::Timeout`])
+//!   and the socket goes on (tested in the lab).
 //! * Only one dump runs per socket at a time and its output is produced as
 //!   it is read, interleaved with later ACKs: put at most one dump in a batch,
 //!   preferably last.

@@ -123,7 +123,9 @@ pub enum TransportError {
     /// The kernel refused a request.
     #[error(transparent)]
     Kernel(#[from] KernelError),
-    /// No reply came in time: the request may or may not have been applied.
+    /// No reply came in time: the request may or may not have been applied. The kernel
+    /// does leave some requests unanswered (see the crate docs on `-EINTR`), so check
+    /// the state with a dump before retrying.
     #[error("{op}: no reply from the kernel within {timeout:?}")]
     Timeout {
         /// What was waited for.
