@@ -1,24 +1,5 @@
 //! The handle to the kernel's IPVS table: [`Ipvs`] (blocking) and `AsyncIpvs` (tokio,
 //! cargo feature `tokio`).
-//!
-//! ```no_run
-//! use ipvs::{Destination, Forward, Ipvs, Scheduler, Service, ServiceKey, Table};
-//! use ipvs::reconcile::ApplyOptions;
-//!
-//! let mut ipvs = Ipvs::open()?;
-//! let key = ServiceKey::tcp("192.0.2.1:80".parse()?);
-//! let mut svc = Service::builder(key).scheduler(Scheduler::WeightedRoundRobin).build()?;
-//! svc.add_destination(Destination::new("10.0.0.1:80".parse()?, Forward::Masquerade)?)?;
-//! let mut desired = Table::new();
-//! desired.add_service(svc)?;
-//!
-//! print!("{}", ipvs.plan(&desired, &ApplyOptions::default())?); // dry run
-//! let report = ipvs.apply(&desired, &ApplyOptions::default())?;
-//! assert!(report.is_complete(), "{report}");
-//! let observed = ipvs.table()?;
-//! println!("{} connections", observed.service_stats(&key).map_or(0, |s| s.stats.conns));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -107,6 +88,15 @@ fn global(e: TransportError) -> ApiError {
 }
 
 /// Counters of a destination.
+///
+/// ```no_run
+/// let mut ipvs = ipvs::Ipvs::open()?;
+/// let key = "tcp 192.0.2.1:80".parse()?;
+/// if let Some(d) = ipvs.table()?.destination_stats(&key, "10.0.0.1:80".parse()?) {
+///     println!("{} active, {} inactive, {} bytes in", d.active_conns, d.inactive_conns, d.stats.inbytes);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DestinationStats {
     /// Traffic counters.
@@ -120,6 +110,14 @@ pub struct DestinationStats {
 }
 
 /// Counters of a service and of each of its destinations.
+///
+/// ```no_run
+/// let mut ipvs = ipvs::Ipvs::open()?;
+/// if let Some((svc, stats)) = ipvs.service(&"udp 192.0.2.1:53".parse()?)? {
+///     println!("{}: {} connections, {} destinations", svc.key(), stats.stats.conns, stats.destinations.len());
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceStats {
     /// Traffic counters of the service.
@@ -128,7 +126,18 @@ pub struct ServiceStats {
     pub destinations: BTreeMap<SocketAddr, DestinationStats>,
 }
 
-/// The kernel's table as observed, with counters.
+/// The kernel's table as observed, with counters ([`Ipvs::table`]).
+///
+/// ```no_run
+/// let mut ipvs = ipvs::Ipvs::open()?;
+/// let observed = ipvs.table()?;
+/// for svc in observed.table().services() {
+///     let conns = observed.service_stats(svc.key()).map_or(0, |s| s.stats.conns);
+///     println!("{}: {conns} connections", svc.key());
+/// }
+/// print!("{}", ipvs::ipvsadm::print(&observed.into_table())); // as ipvsadm -S -n
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Observed {
     table: Table,
@@ -322,6 +331,25 @@ fn no_such_service(e: &TransportError) -> bool {
 
 /// A handle to the IPVS table of one network namespace (blocking).
 ///
+/// ```no_run
+/// use ipvs::{Destination, Forward, Ipvs, Scheduler, Service, ServiceKey, Table};
+/// use ipvs::reconcile::ApplyOptions;
+///
+/// let mut ipvs = Ipvs::open()?;
+/// let key = ServiceKey::tcp("192.0.2.1:80".parse()?);
+/// let mut svc = Service::builder(key).scheduler(Scheduler::WeightedRoundRobin).build()?;
+/// svc.add_destination(Destination::new("10.0.0.1:80".parse()?, Forward::Masquerade)?)?;
+/// let mut desired = Table::new();
+/// desired.add_service(svc)?;
+///
+/// print!("{}", ipvs.plan(&desired, &ApplyOptions::default())?); // dry run
+/// let report = ipvs.apply(&desired, &ApplyOptions::default())?;
+/// assert!(report.is_complete(), "{report}");
+/// let observed = ipvs.table()?;
+/// println!("{} connections", observed.service_stats(&key).map_or(0, |s| s.stats.conns));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// Every method makes one round trip to the kernel, except [`table`](Self::table) and
 /// [`apply`](Self::apply), which dump the services and the destinations of each
 /// service, and [`add_service`](Self::add_service), which sends the service and its
@@ -385,6 +413,18 @@ impl Ipvs {
 
     /// Adds a service and its destinations (one batch). The first refusal is the error;
     /// the requests before it took effect.
+    ///
+    /// ```no_run
+    /// use ipvs::{Destination, Forward, Service, ServiceKey};
+    /// let mut ipvs = ipvs::Ipvs::open()?;
+    /// let mut svc = Service::builder(ServiceKey::tcp("192.0.2.1:80".parse()?)).build()?;
+    /// svc.add_destination(Destination::new("10.0.0.1:80".parse()?, Forward::Masquerade)?)?;
+    /// ipvs.add_service(&svc)?;
+    /// let quiet = svc.destination("10.0.0.1:80".parse()?).unwrap().clone().with_weight(0)?;
+    /// ipvs.edit_destination(svc.key(), &quiet)?;
+    /// ipvs.delete_service(svc.key())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn add_service(&mut self, service: &Service) -> Result<(), ApiError> {
         let opts = BatchOptions {
             stop_at_first_error: true,
@@ -455,6 +495,14 @@ impl Ipvs {
     }
 
     /// Zeroes the counters of one service, or of every service (`None`).
+    ///
+    /// ```no_run
+    /// let mut ipvs = ipvs::Ipvs::open()?;
+    /// ipvs.zero(Some(&"tcp 192.0.2.1:80".parse()?))?;
+    /// ipvs.zero(None)?;
+    /// ipvs.flush()?; // and delete everything
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn zero(&mut self, service: Option<&ServiceKey>) -> Result<(), ApiError> {
         let msg = IpvsMessage::zero(service.map(service_key_attrs));
         match service {
@@ -469,6 +517,15 @@ impl Ipvs {
     }
 
     /// The global TCP, TCP FIN and UDP timeouts.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let mut ipvs = ipvs::Ipvs::open()?;
+    /// let t = ipvs::Timeouts::new(Duration::from_secs(900), Duration::ZERO, Duration::ZERO)?;
+    /// ipvs.set_timeouts(&t)?; // tcp only; tcpfin and udp unchanged
+    /// assert_eq!(ipvs.timeouts()?.tcp(), Duration::from_secs(900));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn timeouts(&mut self) -> Result<Timeouts, ApiError> {
         let (tcp, fin, udp) = self.sock.timeouts().map_err(at(Object::Timeouts))?;
         Ok(timeouts_from_secs(tcp, fin, udp)?)
@@ -482,6 +539,15 @@ impl Ipvs {
     }
 
     /// Starts a connection synchronisation daemon.
+    ///
+    /// ```no_run
+    /// use ipvs::{SyncDaemon, SyncState};
+    /// let mut ipvs = ipvs::Ipvs::open()?;
+    /// ipvs.start_daemon(&SyncDaemon::new(SyncState::Master, "eth0", 1)?)?;
+    /// assert_eq!(ipvs.daemons()?.len(), 1);
+    /// ipvs.stop_daemon(SyncState::Master)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start_daemon(&mut self, daemon: &SyncDaemon) -> Result<(), ApiError> {
         self.sock
             .execute(&IpvsMessage::new_daemon(daemon_attrs(daemon)))
@@ -502,6 +568,12 @@ impl Ipvs {
     }
 
     /// The IPVS version and connection table size.
+    ///
+    /// ```no_run
+    /// let info = ipvs::Ipvs::open()?.info()?;
+    /// println!("IP Virtual Server version {} (size={})", info.version, info.conn_table_size);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn info(&mut self) -> Result<Info, ApiError> {
         let i = self.sock.info().map_err(global)?;
         Ok(info_from_attrs(&i)?)

@@ -183,6 +183,16 @@ const SVC_F_ONEPACKET: u32 = 0x4;
 const SVC_F_SCHED_ALL: u32 = 0x8 | 0x10 | 0x20;
 
 /// The service key of kernel service attributes. Errors name [`Object::ServiceKey`].
+///
+/// ```
+/// use ipvs::netlink::{service_key_attrs, service_key_from_attrs};
+/// let key = "sctp 192.0.2.1:3868".parse()?;
+/// assert_eq!(service_key_from_attrs(&service_key_attrs(&key))?, key);
+/// let mut bad = service_key_attrs(&key);
+/// bad.protocol = Some(ipvs_sys::Protocol(99));
+/// assert_eq!(service_key_from_attrs(&bad).unwrap_err().to_string(), "service: unknown protocol 99");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn service_key_from_attrs(attrs: &ServiceAttrs) -> Result<ServiceKey, DecodeError> {
     let err = |p| DecodeError::new(Object::ServiceKey, p);
     let af = attrs
@@ -309,6 +319,12 @@ pub fn dest_attrs(dest: &Destination) -> DestAttrs {
 }
 
 /// The identifying attributes of a destination (what `DEL_DEST` needs).
+///
+/// ```
+/// let a = ipvs::netlink::dest_key_attrs("10.0.0.1:80".parse()?);
+/// assert_eq!((a.port, a.weight), (Some(80), None));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn dest_key_attrs(addr: SocketAddr) -> DestAttrs {
     DestAttrs::key_of(addr)
 }
@@ -390,6 +406,15 @@ pub fn destination_from_attrs(
 
 /// A service with its destinations from a service and its destinations as the kernel
 /// reports them (a `GET_SERVICE` entry and the `GET_DEST` dump of that service).
+///
+/// ```
+/// use ipvs::netlink::{dest_attrs, service_attrs, service_with_dests_from_attrs};
+/// let t = ipvs::ipvsadm::parse("-A -f 7 -s rr\n-a -f 7 -r 10.0.0.1:0 -g -w 2\n")?;
+/// let svc = t.services().next().unwrap();
+/// let dests: Vec<_> = svc.destinations().map(dest_attrs).collect();
+/// assert_eq!(&service_with_dests_from_attrs(&service_attrs(svc), &dests)?, svc);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn service_with_dests_from_attrs(
     attrs: &ServiceAttrs,
     dests: &[DestAttrs],
@@ -445,6 +470,12 @@ pub fn stats_from_attrs(stats64: Option<&Stats64>, stats: Option<&ipvs_sys::Stat
 }
 
 /// The kernel's 64-bit statistics nest for counters.
+///
+/// ```
+/// let s = ipvs::Stats { inbytes: 1 << 40, ..ipvs::Stats::default() };
+/// let a = ipvs::netlink::stats64_attrs(&s);
+/// assert_eq!(ipvs::netlink::stats_from_attrs(Some(&a), None), s);
+/// ```
 pub fn stats64_attrs(stats: &Stats) -> Stats64 {
     Stats64 {
         conns: stats.conns,
@@ -482,6 +513,13 @@ pub fn timeouts_message(t: &Timeouts) -> ipvs_sys::IpvsMessage {
 }
 
 /// Timeouts from the kernel's `(tcp, tcp_fin, udp)` seconds.
+///
+/// ```
+/// let t = ipvs::netlink::timeouts_from_secs(900, 120, 300)?;
+/// assert_eq!(t.udp().as_secs(), 300);
+/// assert!(ipvs::netlink::timeouts_from_secs(u32::MAX, 0, 0).is_err()); // above 31 days
+/// # Ok::<(), ipvs::netlink::DecodeError>(())
+/// ```
 pub fn timeouts_from_secs(tcp: u32, tcp_fin: u32, udp: u32) -> Result<Timeouts, DecodeError> {
     let d = |s| Duration::from_secs(u64::from(s));
     Ok(Timeouts::new(d(tcp), d(tcp_fin), d(udp))?)
@@ -509,6 +547,11 @@ pub fn daemon_attrs(d: &SyncDaemon) -> DaemonAttrs {
 }
 
 /// The `DEL_DAEMON` attributes for the daemon in `state`.
+///
+/// ```
+/// let a = ipvs::netlink::daemon_state_attrs(ipvs::SyncState::Master);
+/// assert_eq!(a.state, Some(ipvs_sys::DaemonState::MASTER));
+/// ```
 pub fn daemon_state_attrs(state: SyncState) -> DaemonAttrs {
     DaemonAttrs {
         state: Some(DaemonState(state.to_kernel())),

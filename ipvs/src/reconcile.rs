@@ -77,6 +77,18 @@ use crate::types::{
 };
 
 /// Which services an apply may touch.
+///
+/// ```
+/// use ipvs::reconcile::{plan, ApplyOptions, Scope};
+/// use ipvs::{Service, ServiceKey, Table};
+/// let old: ServiceKey = "tcp 192.0.2.1:80".parse()?;
+/// let mut current = Table::new();
+/// current.add_service(Service::builder(old).build()?)?;
+/// // The caller created `old` earlier and no longer wants it: it owns it.
+/// let opts = ApplyOptions { scope: Scope::Owned([old].into()), ..ApplyOptions::default() };
+/// assert_eq!(plan(&current, &Table::new(), &opts).to_string(), "-D -t 192.0.2.1:80\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Scope {
     /// The services of the desired table (the default): others are never touched.
@@ -122,6 +134,21 @@ impl ApplyOptions {
 }
 
 /// One change to the kernel's table. Services in operations carry no destinations.
+///
+/// Its [`Display`](fmt::Display) is the `ipvsadm` command line.
+///
+/// ```
+/// use ipvs::reconcile::Op;
+/// use ipvs::{Destination, Forward};
+/// let op = Op::DrainDestination {
+///     service: "udp [2001:db8::1]:53".parse()?,
+///     dest: Destination::new("[2001:db8::2]:53".parse()?, Forward::DirectRoute)?.with_weight(5)?,
+/// };
+/// assert_eq!(op.to_string(), "-e -u [2001:db8::1]:53 -r [2001:db8::2]:53 -g -w 0");
+/// assert_eq!(op.object().to_string(), "service udp [2001:db8::1]:53: destination [2001:db8::2]:53");
+/// assert_eq!(op.to_message().dest().and_then(|d| d.weight), Some(0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Op {
@@ -608,6 +635,21 @@ pub struct OpFailure {
 }
 
 /// What an apply did: the plan, and which of its operations failed and why.
+///
+/// ```no_run
+/// use ipvs::reconcile::ApplyOptions;
+/// let mut ipvs = ipvs::Ipvs::open()?;
+/// let desired = ipvs::ipvsadm::parse("-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 1\n")?;
+/// let report = ipvs.apply(&desired, &ApplyOptions { drain: true, ..ApplyOptions::default() })?;
+/// for f in report.failures() {
+///     eprintln!("{} failed: {}", f.op, f.error);
+/// }
+/// for (service, addr) in report.draining() {
+///     println!("{addr} of {service} is draining");
+/// }
+/// print!("{report}"); // each command with ok / FAILED (why) / not sent
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ApplyReport {
     pub(crate) plan: Plan,
@@ -634,7 +676,7 @@ impl ApplyReport {
 
     /// The operations the kernel carried out, in order.
     pub fn applied(&self) -> impl Iterator<Item = &Op> {
-        let sent = self.plan.ops.len() - self.not_sent;
+        let sent = self.plan.ops.len().saturating_sub(self.not_sent);
         let failed: BTreeSet<usize> = self.failures.iter().map(|f| f.index).collect();
         self.plan
             .ops
@@ -659,7 +701,7 @@ impl ApplyReport {
 impl fmt::Display for ApplyReport {
     /// One line per operation: `ok`, `FAILED (why)` or `not sent`, then the command.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sent = self.plan.ops.len() - self.not_sent;
+        let sent = self.plan.ops.len().saturating_sub(self.not_sent);
         for (i, op) in self.plan.ops.iter().enumerate() {
             let mut status = String::from("ok");
             if i >= sent {
