@@ -5,7 +5,7 @@
 // Test code: helpers may unwrap and panic (the workspace lints are for library code).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ipvs_api;
 mod lab_ipvsadm;
 mod sys_matrix;
 mod sys_transport;
-mod ipvs_api;
