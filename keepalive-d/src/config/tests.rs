@@ -451,6 +451,32 @@ virtual_servers:
 }
 
 #[test]
+fn merge_keys_extend_a_shared_mapping() {
+    let config = parse(
+        "
+virtual_servers:
+  - name: a
+    vip: 192.0.2.10:80
+    check: &base { type: http, interval: 5s }
+    real_servers: [{ address: 10.0.0.1:80 }]
+  - name: b
+    vip: 192.0.2.10:81
+    check: { <<: *base, path: /b }
+    real_servers: [{ address: 10.0.0.1:81 }]
+",
+    );
+    let b = config.virtual_servers[1].real_servers[0]
+        .check
+        .clone()
+        .unwrap();
+    assert_eq!(b.interval, Duration::from_secs(5));
+    match b.kind {
+        CheckKind::Http(h) => assert_eq!(h.path, "/b"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn errors_are_sorted_and_all_reported() {
     let errors = errors(
         "
