@@ -5,3 +5,4 @@
 //! for now, the [`config`] module (parsing and validation of the configuration file).
 
 pub mod config;
+pub mod vrrp_io;

@@ -1,0 +1,364 @@
+//! The VRRP I/O layer: drives [`vrrp_proto::Instance`]s on real interfaces,
+//! wire-compatible with keepalived.
+//!
+//! * [`socket`]: raw IPv4 / IPv6 protocol-112 sockets bound to the
+//!   interface, multicast or unicast, TOS / traffic class 0xc0, TTL / hop
+//!   limit 255, like keepalived;
+//! * [`addr`]: rtnetlink: interface lookup and link state, virtual
+//!   addresses added and removed with their prefix (idempotent);
+//! * [`garp`]: gratuitous ARPs and unsolicited neighbour advertisements
+//!   through `AF_PACKET`;
+//! * [`notify`]: notify commands (argv, no shell, with a timeout, queued
+//!   per instance);
+//! * [`driver`]: one tokio task per instance that feeds the state machine
+//!   its events (startup, adverts, timers, link up / down, shutdown) and
+//!   carries out its actions in order.
+//!
+//! The entry point is [`run_instances`]: it takes plain values
+//! ([`InstanceSpec`]), so the daemon's configuration maps onto it directly.
+//!
+//! Everything happens in the caller's network namespace and needs
+//! `CAP_NET_RAW` and `CAP_NET_ADMIN`.
+
+pub mod addr;
+pub mod driver;
+pub mod garp;
+pub mod notify;
+pub mod socket;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use vrrp_proto::{AddressFamily, ConfigError, Instance, InstanceConfig};
+
+pub use notify::NotifySpec;
+
+/// A virtual address and the prefix length it is added with
+/// (`192.0.2.10/24`; without a prefix, a host address: /32 or /128, like
+/// keepalived).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VirtualAddress {
+    /// The address.
+    pub address: IpAddr,
+    /// The prefix length.
+    pub prefix_len: u8,
+}
+
+impl VirtualAddress {
+    /// `address/prefix_len`.
+    pub const fn new(address: IpAddr, prefix_len: u8) -> Self {
+        VirtualAddress {
+            address,
+            prefix_len,
+        }
+    }
+
+    /// A host address: /32 or /128.
+    pub const fn host(address: IpAddr) -> Self {
+        let prefix_len = match address {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        VirtualAddress {
+            address,
+            prefix_len,
+        }
+    }
+
+    fn max_prefix(&self) -> u8 {
+        match self.address {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        }
+    }
+}
+
+impl fmt::Display for VirtualAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix_len)
+    }
+}
+
+/// A virtual address that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid virtual address {0:?}: expected ADDRESS or ADDRESS/PREFIX")]
+pub struct ParseVirtualAddressError(String);
+
+impl FromStr for VirtualAddress {
+    type Err = ParseVirtualAddressError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseVirtualAddressError(s.to_string());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let address: IpAddr = addr.parse().map_err(|_| err())?;
+        let mut v = VirtualAddress::host(address);
+        if let Some(p) = prefix {
+            v.prefix_len = p.parse().map_err(|_| err())?;
+            if v.prefix_len > v.max_prefix() {
+                return Err(err());
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// One VRRP instance to run: plain values, mapped from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpec {
+    /// Instance name (logs, notify arguments).
+    pub name: String,
+    /// The interface the instance runs on.
+    pub interface: String,
+    /// The protocol configuration. Its `virtual_addresses` are replaced by
+    /// [`InstanceSpec::virtual_addresses`]. An unspecified
+    /// `primary_address` (`0.0.0.0` or `::`) is filled in from the
+    /// interface: its first IPv4 address that is not a virtual address, or
+    /// its IPv6 link-local address.
+    pub config: InstanceConfig,
+    /// The virtual addresses with their prefix lengths.
+    pub virtual_addresses: Vec<VirtualAddress>,
+    /// Notify commands.
+    pub notify: NotifySpec,
+    /// Spacing between the gratuitous ARPs / NAs of one burst (keepalived
+    /// `garp_interval` / `gna_interval`; zero sends the burst at once).
+    pub garp_interval: Duration,
+}
+
+impl InstanceSpec {
+    /// A spec with no notify commands and unspaced gratuitous ARPs.
+    pub fn new(
+        name: impl Into<String>,
+        interface: impl Into<String>,
+        config: InstanceConfig,
+        virtual_addresses: Vec<VirtualAddress>,
+    ) -> Self {
+        InstanceSpec {
+            name: name.into(),
+            interface: interface.into(),
+            config,
+            virtual_addresses,
+            notify: NotifySpec::default(),
+            garp_interval: Duration::ZERO,
+        }
+    }
+}
+
+/// Why instances could not be started.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The interface does not exist or cannot be read.
+    #[error("instance {instance}: interface {interface}: {source}")]
+    Interface {
+        /// Instance name.
+        instance: String,
+        /// Interface name.
+        interface: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// No address on the interface to use as the primary address.
+    #[error("instance {instance}: no {family} address on {interface} to send adverts from")]
+    NoPrimaryAddress {
+        /// Instance name.
+        instance: String,
+        /// Interface name.
+        interface: String,
+        /// `IPv4` or `IPv6 link-local`.
+        family: &'static str,
+    },
+    /// A prefix longer than the address.
+    #[error("instance {instance}: virtual address {address}: prefix too long")]
+    BadPrefix {
+        /// Instance name.
+        instance: String,
+        /// The address.
+        address: VirtualAddress,
+    },
+    /// The protocol configuration is invalid.
+    #[error("instance {instance}: {source}")]
+    Config {
+        /// Instance name.
+        instance: String,
+        /// The cause.
+        source: ConfigError,
+    },
+    /// Two instances share a VRID on the same interface and family.
+    #[error("instances {first} and {second} both use VRID {vrid} on {interface}")]
+    DuplicateVrid {
+        /// The first instance.
+        first: String,
+        /// The second instance.
+        second: String,
+        /// The VRID.
+        vrid: u8,
+        /// The interface.
+        interface: String,
+    },
+    /// Sockets could not be opened (missing privileges?).
+    #[error("instance {instance}: {what}: {source}")]
+    Io {
+        /// Instance name.
+        instance: String,
+        /// What failed.
+        what: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
+    let InstanceSpec {
+        name,
+        interface,
+        mut config,
+        virtual_addresses,
+        notify,
+        garp_interval,
+    } = spec;
+    let io_err = |what: &'static str| {
+        let instance = name.clone();
+        move |source| Error::Io {
+            instance,
+            what,
+            source,
+        }
+    };
+    for v in &virtual_addresses {
+        if v.prefix_len > v.max_prefix() {
+            return Err(Error::BadPrefix {
+                instance: name,
+                address: *v,
+            });
+        }
+    }
+    config.virtual_addresses = virtual_addresses.iter().map(|v| v.address).collect();
+    let mut rtnl = addr::Rtnl::new().map_err(io_err("rtnetlink"))?;
+    let link = rtnl.link(&interface).map_err(|source| Error::Interface {
+        instance: name.clone(),
+        interface: interface.clone(),
+        source,
+    })?;
+    let ipv6 = config.family() == AddressFamily::Ipv6;
+    if config.primary_address.is_unspecified() {
+        let found = addr::primary_address(&mut rtnl, link.index, ipv6, &config.virtual_addresses)
+            .map_err(io_err("reading interface addresses"))?;
+        config.primary_address = found.ok_or_else(|| Error::NoPrimaryAddress {
+            instance: name.clone(),
+            interface: interface.clone(),
+            family: if ipv6 { "IPv6 link-local" } else { "IPv4" },
+        })?;
+    }
+    let multicast = config.unicast_peers.is_empty();
+    let valid = config.validate().map_err(|source| Error::Config {
+        instance: name.clone(),
+        source,
+    })?;
+    let sock = socket::VrrpSocket::open(&interface, link.index, ipv6, multicast)
+        .map_err(io_err("opening the VRRP socket"))?;
+    let garp = match link.mac {
+        Some(_) => {
+            Some(garp::GarpSocket::open(link.index).map_err(io_err("opening the packet socket"))?)
+        }
+        None => None,
+    };
+    let monitor = addr::LinkMonitor::new(link.index).map_err(io_err("link monitor"))?;
+    Ok(driver::Prepared {
+        name,
+        interface,
+        ifindex: link.index,
+        mac: link.mac,
+        vips: virtual_addresses,
+        instance: Instance::new(valid),
+        sock,
+        garp,
+        link: monitor,
+        rtnl,
+        notify,
+        garp_interval,
+    })
+}
+
+/// Runs `instances` until `shutdown` completes, then stops them gracefully
+/// (a master sends a priority 0 advert and removes its addresses; stop
+/// notifications run) and returns.
+///
+/// Every instance is set up (interface, primary address, validation,
+/// sockets) before any starts: an error there returns at once and nothing
+/// runs. Afterwards I/O errors are logged, never fatal. Must be called
+/// within a tokio runtime (current-thread is enough); sockets open in the
+/// calling thread's network namespace.
+pub async fn run_instances(
+    instances: Vec<InstanceSpec>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let mut seen: Vec<(String, bool, u8, String)> = Vec::new();
+    for spec in &instances {
+        let key = (
+            spec.interface.clone(),
+            spec.config.family() == AddressFamily::Ipv6,
+            spec.config.vrid,
+        );
+        if let Some((_, _, _, first)) = seen
+            .iter()
+            .find(|(i, f, v, _)| (i, f, v) == (&key.0, &key.1, &key.2))
+        {
+            return Err(Error::DuplicateVrid {
+                first: first.clone(),
+                second: spec.name.clone(),
+                vrid: key.2,
+                interface: key.0,
+            });
+        }
+        seen.push((key.0, key.1, key.2, spec.name.clone()));
+    }
+    let mut prepared = Vec::with_capacity(instances.len());
+    for spec in instances {
+        prepared.push(prepare(spec)?);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for p in prepared {
+        tasks.spawn(driver::drive(p, stop_rx.clone()));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!("VRRP instance task failed: {e}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_virtual_address() {
+        let v: VirtualAddress = "192.0.2.10/24"
+            .parse()
+            .unwrap_or(VirtualAddress::host(IpAddr::from([0, 0, 0, 0])));
+        assert_eq!(v, VirtualAddress::new(IpAddr::from([192, 0, 2, 10]), 24));
+        assert_eq!(v.to_string(), "192.0.2.10/24");
+        let h: Result<VirtualAddress, _> = "2001:db8::1".parse();
+        assert_eq!(h.map(|v| v.prefix_len), Ok(128));
+        assert!("192.0.2.1/33".parse::<VirtualAddress>().is_err());
+        assert!("192.0.2.1/x".parse::<VirtualAddress>().is_err());
+        assert!("nope".parse::<VirtualAddress>().is_err());
+        assert_eq!(
+            "2001:db8::1/129".parse::<VirtualAddress>(),
+            Err(ParseVirtualAddressError("2001:db8::1/129".to_string()))
+        );
+    }
+}
