@@ -52,6 +52,15 @@
 //!   with numbers that mean service/destination elsewhere.
 //! * Nests are emitted without `NLA_F_NESTED` (as the kernel does); decoding
 //!   accepts either.
+//! * Attributes are emitted in the order of the kernel's
+//!   `ip_vs_genl_fill_*()` (what dumps carry), except destinations next to a
+//!   service nest (requests), which follow libipvs (`ADDR_FAMILY` first). Real
+//!   ipvsadm 1.31 requests and Linux 6.1 replies (`tests/captured/`) thus
+//!   re-encode byte for byte, apart from the `NLA_F_NESTED` bit newer libnl
+//!   sets on its nests.
+//! * Encoding into a buffer with room to spare allocates nothing
+//!   (`tests/no_alloc.rs`); decoding allocates only for strings and unknown
+//!   attributes.
 //!
 //! # For the transport
 //!
