@@ -35,8 +35,11 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn encoding_a_batch_allocates_nothing_per_message() {
-    let svc = ServiceAttrs::addr_key(Protocol::TCP, "192.0.2.10:80".parse().unwrap())
-        .with_config("wlc", ServiceFlags::EMPTY, 0);
+    let svc = ServiceAttrs::addr_key(Protocol::TCP, "192.0.2.10:80".parse().unwrap()).with_config(
+        "wlc",
+        ServiceFlags::EMPTY,
+        0,
+    );
     let mut msgs = vec![IpvsMessage::new_service(svc.clone())];
     for port in 0..1000u16 {
         let d = DestAttrs::key_of(([10, 0, 0, 1], port).into()).with_config(ForwardMethod::MASQ, 1);
@@ -44,10 +47,27 @@ fn encoding_a_batch_allocates_nothing_per_message() {
     }
     let mut buf = Vec::with_capacity(1 << 20);
     // Warm up once (nothing should be lazily allocated, but be fair).
-    encode_chunk(&mut buf, &msgs, 0x20, 1, msgs.len(), 1 << 20, AckMode::LastOfChunk).unwrap();
+    encode_chunk(
+        &mut buf,
+        &msgs,
+        0x20,
+        1,
+        msgs.len(),
+        1 << 20,
+        AckMode::LastOfChunk,
+    )
+    .unwrap();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let n = encode_chunk(&mut buf, &msgs, 0x20, 1, msgs.len(), 1 << 20, AckMode::LastOfChunk)
-        .unwrap();
+    let n = encode_chunk(
+        &mut buf,
+        &msgs,
+        0x20,
+        1,
+        msgs.len(),
+        1 << 20,
+        AckMode::LastOfChunk,
+    )
+    .unwrap();
     let after = ALLOCATIONS.load(Ordering::Relaxed);
     assert_eq!(n, msgs.len());
     assert_eq!(after - before, 0, "allocations while encoding {n} messages");
