@@ -11,9 +11,14 @@
 //! its `emit` panics on a short buffer instead of returning an error. The two
 //! headers are 20 fixed bytes, so writing them directly is simpler and lets
 //! encoding append to a caller's `Vec` with no allocation once the vector has
-//! grown to its working size. The attributes themselves are still written by
-//! the crates' `Nla`/`Emitable` machinery. A unit test checks that both
-//! paths produce identical bytes.
+//! grown to its working size. The attribute payloads are written through the
+//! crates' `Nla::emit_value`; [`encode_request`]/[`encode_message`] write the
+//! attribute headers themselves, in one pass, each nest's header after its
+//! content (netlink-packet-core's `Emitable` sizes every nest before writing
+//! it, visiting nested content twice), while [`encode_request_into`] and the
+//! `Emitable` implementations use the crate's blanket `Nla` emission. Tests
+//! (`tests/quirks.rs`, `tests/vectors.rs`) check that `NetlinkMessage<GenlMessage<_>>`,
+//! `encode_request` and `encode_request_into` produce identical bytes.
 
 use std::ops::Range;
 
