@@ -1,0 +1,876 @@
+//! VRRP interop with the real keepalived (2.2.7) on the wire, in network
+//! namespaces: a bridge namespace with veths to two nodes, keepalived in
+//! one, our `vrrp_io::run_instances` in the other. Who is master is read
+//! from the virtual address (`ip addr`) and from adverts captured on the
+//! keepalived node's bridge port.
+//!
+//! Needs root and `keepalived` in `PATH`. The tests run one at a time (a
+//! lock), since they measure failover times.
+//!
+//! "Killing" our daemon drops its runtime without the shutdown sequence:
+//! like SIGKILL, no priority 0 advert, the virtual address stays behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipvs_integration::netns::TestNs;
+use ipvs_integration::nlmon::Capture;
+use keepalive_d::vrrp_io::{InstanceSpec, NotifySpec, VirtualAddress, run_instances};
+use tokio::sync::oneshot;
+use vrrp_proto::{Auth, InstanceConfig, Version};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const KA_V4: &str = "192.0.2.2";
+const US_V4: &str = "192.0.2.3";
+const VIP4: &str = "192.0.2.100";
+const VIP6: &str = "2001:db8::100";
+const KA_LL: &str = "fe80::ff:fe00:2";
+const US_LL: &str = "fe80::ff:fe00:3";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// One advert seen on the wire.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    src: IpAddr,
+    priority: u8,
+    /// TOS / traffic class.
+    tos: u8,
+    /// TTL / hop limit.
+    ttl: u8,
+    version: u8,
+}
+
+fn parse_advert(frame: &[u8], at: Instant) -> Option<Seen> {
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let p = frame.get(14..)?;
+    let (src, tos, ttl, vrrp) = match ethertype {
+        0x0800 if p.get(9) == Some(&112) => {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            let src: [u8; 4] = p.get(12..16)?.try_into().ok()?;
+            (IpAddr::from(src), p[1], p[8], p.get(ihl..)?)
+        }
+        0x86dd if p.get(6) == Some(&112) => {
+            let src: [u8; 16] = p.get(8..24)?.try_into().ok()?;
+            let tc = ((p[0] & 0x0f) << 4) | (p[1] >> 4);
+            (IpAddr::from(src), tc, p[7], p.get(40..)?)
+        }
+        _ => return None,
+    };
+    Some(Seen {
+        at,
+        src,
+        priority: *vrrp.get(2)?,
+        tos,
+        ttl,
+        version: vrrp.first()? >> 4,
+    })
+}
+
+/// A capture of every frame on one interface, on a thread of its own.
+struct Sniffer {
+    frames: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sniffer {
+    fn start(ns: &TestNs, ifname: &str) -> Self {
+        let cap = Capture::attach(ns, ifname).unwrap();
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s) = (frames.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                let new: Vec<Seen> = cap
+                    .drain()
+                    .iter()
+                    .filter_map(|fr| parse_advert(&fr.data, now))
+                    .collect();
+                f.lock().unwrap().extend(new);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Sniffer {
+            frames,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn adverts(&self) -> Vec<Seen> {
+        self.frames.lock().unwrap().clone()
+    }
+
+    /// The adverts, once the capture thread has caught up.
+    fn settled(&self) -> Vec<Seen> {
+        std::thread::sleep(Duration::from_millis(150));
+        self.adverts()
+    }
+
+    fn since(&self, t: Instant) -> Vec<Seen> {
+        self.adverts().into_iter().filter(|a| a.at >= t).collect()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// keepalived in a namespace.
+struct Keepalived {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Keepalived {
+    fn start(ns: &TestNs, conf: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vrrp-interop-{}", ns.name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf_path = dir.join("keepalived.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let log = File::create(dir.join("log")).unwrap();
+        let pid = |n: &str| dir.join(n).display().to_string();
+        let child = ns
+            .command("keepalived")
+            .args(["--dont-fork", "--log-console", "--no-syslog", "--vrrp"])
+            .arg(format!("--use-file={}", conf_path.display()))
+            .arg(format!("--pid={}", pid("k.pid")))
+            .arg(format!("--vrrp_pid={}", pid("v.pid")))
+            .arg(format!("--checkers_pid={}", pid("c.pid")))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("keepalived must be installed");
+        Keepalived { child, dir }
+    }
+
+    /// SIGKILL of keepalived's VRRP process (the child that does the
+    /// work: killing only the parent makes the child stop gracefully, and
+    /// a live parent restarts a killed child). The parent is stopped
+    /// first, then both are killed.
+    fn sigkill(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let parent = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let vrrp: i32 = std::fs::read_to_string(self.dir.join("v.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        kill(parent, Signal::SIGSTOP).unwrap();
+        kill(Pid::from_raw(vrrp), Signal::SIGKILL).unwrap();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn sigterm(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let t = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "keepalived did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("keepalived log:\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Our daemon, on a thread in a namespace.
+struct Ours {
+    stop: Option<oneshot::Sender<()>>,
+    crash: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Ours {
+    fn start(ns: &TestNs, specs: Vec<InstanceSpec>) -> Self {
+        let nsfile = File::open(format!("/run/netns/{}", ns.name())).unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (crash_tx, crash_rx) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            nix::sched::setns(&nsfile, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let run = run_instances(specs, async move {
+                    let _ = stop_rx.await;
+                });
+                tokio::select! {
+                    r = run => r.map_err(|e| e.to_string()),
+                    // Dropping everything without the shutdown sequence.
+                    _ = crash_rx => Ok(()),
+                }
+            })
+        });
+        Ours {
+            stop: Some(stop_tx),
+            crash: Some(crash_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+
+    /// Graceful stop (SIGTERM): priority 0 advert, addresses removed.
+    fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.join();
+    }
+
+    /// Like SIGKILL: nothing more is sent, addresses stay.
+    fn kill(&mut self) {
+        if let Some(s) = self.crash.take() {
+            let _ = s.send(());
+        }
+        self.join();
+    }
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        if let Some(s) = self.crash.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The namespaces: `br` with bridge `br0`, `ka` and `us` with `eth0`
+/// plugged into it as `p-ka` and `p-us`.
+struct Lab {
+    ka: TestNs,
+    us: TestNs,
+    br: TestNs,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Self {
+        let br = TestNs::new(&format!("{tag}-br")).unwrap();
+        let ka = TestNs::new(&format!("{tag}-ka")).unwrap();
+        let us = TestNs::new(&format!("{tag}-us")).unwrap();
+        for ns in [&br, &ka, &us] {
+            ns.run("sysctl", &["-qw", "net.ipv6.conf.all.accept_dad=0"])
+                .unwrap();
+            ns.run("sysctl", &["-qw", "net.ipv6.conf.default.accept_dad=0"])
+                .unwrap();
+        }
+        br.run("ip", &["link", "add", "br0", "type", "bridge"])
+            .unwrap();
+        br.run(
+            "ip",
+            &[
+                "link",
+                "set",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        )
+        .unwrap();
+        br.run("ip", &["link", "set", "br0", "up"]).unwrap();
+        for (ns, port, mac, v4) in [
+            (&ka, "p-ka", "02:00:00:00:00:02", KA_V4),
+            (&us, "p-us", "02:00:00:00:00:03", US_V4),
+        ] {
+            ns.run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    "eth0",
+                    "address",
+                    mac,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    port,
+                    "netns",
+                    br.name(),
+                ],
+            )
+            .unwrap();
+            br.run("ip", &["link", "set", port, "master", "br0", "up"])
+                .unwrap();
+            ns.run("ip", &["addr", "add", &format!("{v4}/24"), "dev", "eth0"])
+                .unwrap();
+            ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+        }
+        let lab = Lab { ka, us, br };
+        for (ns, ll) in [(&lab.ka, KA_LL), (&lab.us, US_LL)] {
+            wait_for(Duration::from_secs(3), || has_addr(ns, ll))
+                .unwrap_or_else(|| panic!("no link-local {ll}"));
+        }
+        lab
+    }
+
+    fn sniff(&self) -> Sniffer {
+        Sniffer::start(&self.br, "p-ka")
+    }
+}
+
+fn addrs(ns: &TestNs) -> String {
+    ns.run("ip", &["-o", "addr", "show", "dev", "eth0"])
+        .unwrap_or_default()
+}
+
+fn has_addr(ns: &TestNs, addr: &str) -> bool {
+    addrs(ns).contains(&format!(" {addr}/"))
+}
+
+/// Polls `cond` every 5 ms until it holds; how long that took.
+fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct KaConf<'a> {
+    version: u8,
+    priority: u8,
+    advert: &'a str,
+    vip: &'a str,
+    extra: &'a str,
+}
+
+impl KaConf<'_> {
+    fn v3(priority: u8) -> Self {
+        KaConf {
+            version: 3,
+            priority,
+            advert: "0.1",
+            vip: "192.0.2.100/24",
+            extra: "",
+        }
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "global_defs {{\n  router_id ka\n  vrrp_version {}\n}}\n\
+             vrrp_instance VI {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
+             priority {}\n  advert_int {}\n  {}\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
+            self.version, self.priority, self.advert, self.extra, self.vip
+        )
+    }
+}
+
+/// Our VRRPv3 IPv4 instance, 100 ms adverts, primary address from the
+/// interface.
+fn our_v3(priority: u8) -> InstanceSpec {
+    let mut cfg = InstanceConfig::new(51, Version::V3, ip("0.0.0.0"), vec![]);
+    cfg.priority = priority;
+    cfg.advert_interval = Duration::from_millis(100);
+    InstanceSpec::new("VI", "eth0", cfg, vec![VirtualAddress::new(ip(VIP4), 24)])
+}
+
+/// Adverts from `src` with a priority other than 0.
+fn from(adverts: &[Seen], src: &str) -> Vec<Seen> {
+    adverts
+        .iter()
+        .filter(|a| a.src == ip(src) && a.priority != 0)
+        .cloned()
+        .collect()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Ours at the higher priority: master; keepalived stays backup; the VIP on
+/// our node only; our adverts carry keepalived's TOS and TTL.
+#[test]
+fn v3_ours_master_keepalived_backup_then_sigkill_failover() {
+    let _g = serial();
+    let lab = Lab::new("v3m");
+    let sniff = lab.sniff();
+    let mut ours = Ours::start(&lab.us, vec![our_v3(150)]);
+    // Backup first: master-down = 3 * 100 ms + (256 - 150) / 256 * 100 ms.
+    let t = wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4))
+        .expect("ours never became master");
+    assert!(t >= Duration::from_millis(300), "master too early: {t:?}");
+    let ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
+    std::thread::sleep(Duration::from_millis(1500));
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_millis(1000));
+    let seen = sniff.since(window);
+    assert!(has_addr(&lab.us, VIP4));
+    assert!(!has_addr(&lab.ka, VIP4), "VIP on both: {}", addrs(&lab.ka));
+    let ours_adv = from(&seen, US_V4);
+    assert!(
+        (8..=12).contains(&ours_adv.len()),
+        "{} adverts from us in 1 s",
+        ours_adv.len()
+    );
+    assert!(from(&seen, KA_V4).is_empty(), "keepalived advertised");
+    for a in &ours_adv {
+        assert_eq!((a.priority, a.tos, a.ttl, a.version), (150, 0xc0, 255, 3));
+    }
+    assert!(ka.log().contains("Entering BACKUP STATE"), "{}", ka.log());
+
+    // SIGKILL of our master: keepalived takes over after its master-down
+    // interval, 3 * 100 ms + (256 - 100) / 256 * 100 ms = 360.9 ms.
+    ours.kill();
+    let killed = Instant::now();
+    let t = wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived did not take over");
+    let seen = sniff.settled();
+    let last_ours = from(&seen, US_V4).last().unwrap().at;
+    let first_ka = from(&seen, KA_V4).first().unwrap().at;
+    let gap = first_ka.duration_since(last_ours);
+    println!(
+        "v3 ipv4: keepalived took over {:.0} ms after our last advert (VIP after {:.0} ms)",
+        ms(gap),
+        ms(t)
+    );
+    assert!(last_ours <= killed + Duration::from_millis(20));
+    assert!(gap >= Duration::from_millis(280), "too early: {gap:?}");
+    assert!(gap <= Duration::from_millis(361 + 200), "too late: {gap:?}");
+}
+
+/// keepalived at the higher priority preempts our master; then SIGKILL of
+/// keepalived: we take over within our master-down interval and the VIP
+/// moves to us.
+#[test]
+fn v3_keepalived_preempts_ours_then_sigkill_failover() {
+    let _g = serial();
+    let lab = Lab::new("v3p");
+    let sniff = lab.sniff();
+    let _ours = Ours::start(&lab.us, vec![our_v3(100)]);
+    wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
+    let mut ka = Keepalived::start(&lab.ka, &KaConf::v3(200).render());
+    // keepalived starts as backup, hears a lower priority, preempts after
+    // its master-down interval.
+    let t = wait_for(Duration::from_secs(3), || {
+        has_addr(&lab.ka, VIP4) && !has_addr(&lab.us, VIP4)
+    })
+    .expect("keepalived did not preempt");
+    println!(
+        "v3 ipv4: keepalived preempted us {:.0} ms after its start",
+        ms(t)
+    );
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_millis(800));
+    let seen = sniff.since(window);
+    assert!(from(&seen, US_V4).is_empty(), "we still advertise");
+    assert!(from(&seen, KA_V4).len() >= 6);
+    assert!(!has_addr(&lab.us, VIP4));
+
+    ka.sigkill();
+    let t =
+        wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("we did not take over");
+    let seen = sniff.settled();
+    let last_ka = from(&seen, KA_V4).last().unwrap().at;
+    let first_ours = from(&seen, US_V4)
+        .into_iter()
+        .find(|a| a.at > last_ka)
+        .unwrap()
+        .at;
+    let gap = first_ours.duration_since(last_ka);
+    // Ours: 3 * 100 ms + (256 - 100) / 256 * 100 ms = 360.9 ms.
+    println!(
+        "v3 ipv4: we took over {:.0} ms after keepalived's last advert (VIP after {:.0} ms)",
+        ms(gap),
+        ms(t)
+    );
+    assert!(gap >= Duration::from_millis(300), "too early: {gap:?}");
+    assert!(gap <= Duration::from_millis(361 + 200), "too late: {gap:?}");
+}
+
+/// A graceful stop of our master sends priority 0: keepalived takes over
+/// after its skew time only ((256 - 100) / 256 * 100 ms = 61 ms), not the
+/// master-down interval (361 ms). Notify commands ran in order.
+#[test]
+fn v3_graceful_stop_sends_priority_zero() {
+    let _g = serial();
+    let lab = Lab::new("v3s");
+    let sniff = lab.sniff();
+    let dir = std::env::temp_dir().join(format!("vrrp-interop-notify-{}", lab.us.name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("notify.log");
+    let mut spec = our_v3(150);
+    spec.notify = NotifySpec {
+        any: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo \"$*\" >> {}", log.display()),
+            "sh".into(),
+        ]),
+        ..NotifySpec::default()
+    };
+    let mut ours = Ours::start(&lab.us, vec![spec]);
+    wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
+    let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!has_addr(&lab.ka, VIP4));
+
+    ours.stop();
+    assert!(!has_addr(&lab.us, VIP4), "VIP left behind");
+    wait_for(Duration::from_secs(2), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived did not take over");
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = sniff.settled();
+    let zero: Vec<&Seen> = seen
+        .iter()
+        .filter(|a| a.src == ip(US_V4) && a.priority == 0)
+        .collect();
+    assert_eq!(zero.len(), 1, "priority 0 adverts: {zero:?}");
+    let first_ka = from(&seen, KA_V4).first().unwrap().at;
+    let gap = first_ka.duration_since(zero[0].at);
+    println!(
+        "v3 ipv4: keepalived took over {:.0} ms after our priority 0 advert",
+        ms(gap)
+    );
+    assert!(
+        gap <= Duration::from_millis(61 + 150),
+        "not the skew time: {gap:?}"
+    );
+    let notes = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        notes,
+        "INSTANCE VI BACKUP 150\nINSTANCE VI MASTER 150\nINSTANCE VI STOP 150\n"
+    );
+}
+
+/// keepalived master alone; ours starts at a higher priority with
+/// preemption: master within its master-down interval, keepalived backs
+/// off. Without preemption ours stays backup.
+#[test]
+fn v3_preemption_on_and_off() {
+    let _g = serial();
+    let lab = Lab::new("v3e");
+    let sniff = lab.sniff();
+    let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
+    wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived never became master");
+
+    let mut spec = our_v3(150);
+    spec.config.preempt = false;
+    let mut ours = Ours::start(&lab.us, vec![spec]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!has_addr(&lab.us, VIP4), "preempted with preemption off");
+    assert!(has_addr(&lab.ka, VIP4));
+    ours.stop();
+
+    let started = Instant::now();
+    let _ours = Ours::start(&lab.us, vec![our_v3(150)]);
+    let t = wait_for(Duration::from_secs(3), || {
+        has_addr(&lab.us, VIP4) && !has_addr(&lab.ka, VIP4)
+    })
+    .expect("no preemption");
+    // Our master-down interval: 300 ms + 106 / 256 * 100 ms = 341 ms.
+    println!(
+        "v3 ipv4: preempted keepalived {:.0} ms after our start",
+        ms(t)
+    );
+    assert!(t <= Duration::from_millis(341 + 400), "{t:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_millis(700));
+    let seen = sniff.since(window);
+    assert!(from(&seen, KA_V4).is_empty(), "keepalived still advertises");
+    assert!(from(&seen, US_V4).len() >= 5);
+    let first = from(&sniff.since(started), US_V4).first().unwrap().at;
+    assert!(first.duration_since(started) >= Duration::from_millis(300));
+}
+
+/// VRRPv2 with a simple password and 1 s adverts: keepalived master at
+/// the higher priority, SIGKILL, we take over after 3 s + skew.
+#[test]
+fn v2_auth_pass_failover() {
+    let _g = serial();
+    let lab = Lab::new("v2a");
+    let sniff = lab.sniff();
+    let mut ka = Keepalived::start(
+        &lab.ka,
+        &KaConf {
+            version: 2,
+            priority: 200,
+            advert: "1",
+            vip: "192.0.2.100/24",
+            extra: "authentication {\n    auth_type PASS\n    auth_pass secret\n  }",
+        }
+        .render(),
+    );
+    let mut cfg = InstanceConfig::new(51, Version::V2, ip(US_V4), vec![]);
+    cfg.priority = 100;
+    cfg.auth = Auth::password(b"secret");
+    let _ours = Ours::start(
+        &lab.us,
+        vec![InstanceSpec::new(
+            "VI",
+            "eth0",
+            cfg,
+            vec![VirtualAddress::new(ip(VIP4), 24)],
+        )],
+    );
+    wait_for(Duration::from_secs(6), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived never became master");
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(
+        !has_addr(&lab.us, VIP4),
+        "we did not accept keepalived's adverts"
+    );
+    assert!(from(&sniff.adverts(), US_V4).is_empty());
+    ka.sigkill();
+    let t =
+        wait_for(Duration::from_secs(6), || has_addr(&lab.us, VIP4)).expect("we did not take over");
+    let seen = sniff.settled();
+    let last_ka = from(&seen, KA_V4).last().unwrap().at;
+    let first_ours = from(&seen, US_V4).first().unwrap().clone();
+    let gap = first_ours.at.duration_since(last_ka);
+    println!(
+        "v2 auth: we took over {:.0} ms after keepalived's last advert (VIP after {:.0} ms)",
+        ms(gap),
+        ms(t)
+    );
+    // 3 s + (256 - 100) / 256 s = 3.609 s.
+    assert!(gap >= Duration::from_millis(3500), "{gap:?}");
+    assert!(gap <= Duration::from_millis(3609 + 250), "{gap:?}");
+    assert_eq!((first_ours.version, first_ours.priority), (2, 100));
+}
+
+/// VRRPv3 over IPv6 (from the link-local addresses), 100 ms: ours master,
+/// keepalived backup; SIGKILL of ours, keepalived takes over.
+#[test]
+fn v3_ipv6_master_and_failover() {
+    let _g = serial();
+    let lab = Lab::new("v6");
+    let sniff = lab.sniff();
+    let mut cfg = InstanceConfig::new(51, Version::V3, ip("::"), vec![]);
+    cfg.priority = 150;
+    cfg.advert_interval = Duration::from_millis(100);
+    let mut ours = Ours::start(
+        &lab.us,
+        vec![InstanceSpec::new(
+            "VI6",
+            "eth0",
+            cfg,
+            vec![VirtualAddress::new(ip(VIP6), 64)],
+        )],
+    );
+    wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP6)).expect("ours never became master");
+    let _ka = Keepalived::start(
+        &lab.ka,
+        &KaConf {
+            vip: "2001:db8::100/64",
+            ..KaConf::v3(100)
+        }
+        .render(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = sniff.since(window);
+    assert!(!has_addr(&lab.ka, VIP6));
+    let ours_adv = from(&seen, US_LL);
+    assert!(ours_adv.len() >= 4, "{seen:?}");
+    for a in &ours_adv {
+        assert_eq!((a.priority, a.tos, a.ttl), (150, 0xc0, 255));
+    }
+    assert!(from(&seen, KA_LL).is_empty());
+
+    ours.kill();
+    let t = wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP6))
+        .expect("keepalived did not take over");
+    let seen = sniff.settled();
+    let gap = from(&seen, KA_LL)
+        .first()
+        .unwrap_or_else(|| {
+            panic!(
+                "no advert from keepalived: {:?}",
+                &seen[seen.len().saturating_sub(5)..]
+            )
+        })
+        .at
+        .duration_since(from(&seen, US_LL).last().unwrap().at);
+    println!(
+        "v3 ipv6: keepalived took over {:.0} ms after our last advert (VIP after {:.0} ms)",
+        ms(gap),
+        ms(t)
+    );
+    assert!(gap >= Duration::from_millis(280) && gap <= Duration::from_millis(561));
+}
+
+/// Unicast peers (VRRPv3 IPv4): keepalived master at the higher priority,
+/// we stay backup; SIGKILL of keepalived, we take over.
+#[test]
+fn v3_unicast_peers() {
+    let _g = serial();
+    let lab = Lab::new("uc");
+    let sniff = lab.sniff();
+    let mut ka = Keepalived::start(
+        &lab.ka,
+        &KaConf {
+            extra: "unicast_src_ip 192.0.2.2\n  unicast_peer {\n    192.0.2.3\n  }",
+            ..KaConf::v3(200)
+        }
+        .render(),
+    );
+    wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived never became master");
+    let mut spec = our_v3(100);
+    spec.config.unicast_peers = vec![ip(KA_V4)];
+    let _ours = Ours::start(&lab.us, vec![spec]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!has_addr(&lab.us, VIP4), "unicast adverts not accepted");
+    assert!(from(&sniff.adverts(), US_V4).is_empty());
+    ka.sigkill();
+    let t =
+        wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("we did not take over");
+    // Our adverts go to the peer, unicast (seen on its bridge port).
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = sniff.settled();
+    let last_ka = from(&seen, KA_V4).last().unwrap().at;
+    let ours_adv = from(&seen, US_V4);
+    assert!(ours_adv.len() >= 2);
+    let gap = ours_adv[0].at.duration_since(last_ka);
+    println!(
+        "v3 unicast: we took over {:.0} ms after keepalived's last advert (VIP after {:.0} ms)",
+        ms(gap),
+        ms(t)
+    );
+    assert!(gap >= Duration::from_millis(300), "{gap:?}");
+    assert!(gap <= Duration::from_millis(361 + 200), "{gap:?}");
+}
+
+/// Split brain: cut the link between the nodes (unplug our port from the
+/// bridge): both become master. Restore it: one master within about one
+/// advert interval; the loser stops advertising and drops the VIP.
+#[test]
+fn v3_split_brain_resolves() {
+    let _g = serial();
+    let lab = Lab::new("sb");
+    let sniff = lab.sniff();
+    let _ours = Ours::start(&lab.us, vec![our_v3(150)]);
+    wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
+    let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!has_addr(&lab.ka, VIP4));
+
+    lab.br
+        .run("ip", &["link", "set", "p-us", "nomaster"])
+        .unwrap();
+    wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived did not become master alone");
+    assert!(has_addr(&lab.us, VIP4), "both should be master");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let healed = Instant::now();
+    lab.br
+        .run("ip", &["link", "set", "p-us", "master", "br0"])
+        .unwrap();
+    let t = wait_for(Duration::from_secs(3), || !has_addr(&lab.ka, VIP4))
+        .expect("keepalived kept the VIP");
+    println!(
+        "v3 split brain: keepalived dropped the VIP {:.0} ms after the link came back",
+        ms(t)
+    );
+    assert!(t <= Duration::from_millis(100 + 150), "{t:?}");
+    assert!(has_addr(&lab.us, VIP4));
+    std::thread::sleep(Duration::from_millis(200));
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_millis(600));
+    let seen = sniff.since(window);
+    assert!(from(&seen, KA_V4).is_empty(), "the loser still advertises");
+    assert!(from(&seen, US_V4).len() >= 4);
+    assert!(healed.elapsed() < Duration::from_secs(3));
+}
+
+/// A graceful stop of keepalived (SIGTERM) sends priority 0: we take over
+/// after our skew time, (256 - 100) / 256 * 100 ms = 61 ms.
+#[test]
+fn v3_keepalived_graceful_stop_we_take_over_after_skew() {
+    let _g = serial();
+    let lab = Lab::new("v3t");
+    let sniff = lab.sniff();
+    let mut ka = Keepalived::start(&lab.ka, &KaConf::v3(200).render());
+    wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived never became master");
+    let _ours = Ours::start(&lab.us, vec![our_v3(100)]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!has_addr(&lab.us, VIP4));
+    ka.sigterm();
+    wait_for(Duration::from_secs(2), || has_addr(&lab.us, VIP4)).expect("we did not take over");
+    assert!(!has_addr(&lab.ka, VIP4), "keepalived left its VIP");
+    let seen = sniff.settled();
+    let zero: Vec<&Seen> = seen
+        .iter()
+        .filter(|a| a.src == ip(KA_V4) && a.priority == 0)
+        .collect();
+    assert!(!zero.is_empty(), "no priority 0 advert from keepalived");
+    let first_ours = from(&seen, US_V4).first().unwrap().at;
+    let gap = first_ours.duration_since(zero[0].at);
+    println!(
+        "v3 ipv4: we took over {:.0} ms after keepalived's priority 0 advert",
+        ms(gap)
+    );
+    assert!(gap >= Duration::from_millis(50), "{gap:?}");
+    assert!(
+        gap <= Duration::from_millis(61 + 150),
+        "not the skew time: {gap:?}"
+    );
+}
