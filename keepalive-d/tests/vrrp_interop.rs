@@ -84,8 +84,46 @@ fn parse_advert(frame: &[u8], at: Instant) -> Option<Seen> {
 }
 
 /// A capture of every frame on one interface, on a thread of its own.
+/// A gratuitous ARP or unsolicited NA seen on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Announce {
+    at: Instant,
+    /// The announced address.
+    ip: IpAddr,
+    /// The link-layer address it is announced at.
+    mac: [u8; 6],
+}
+
+fn parse_announce(frame: &[u8], at: Instant) -> Option<Announce> {
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let p = frame.get(14..)?;
+    match ethertype {
+        // A request with sender IP = target IP.
+        0x0806 if p.get(6..8)? == [0, 1] && p.get(14..18)? == p.get(24..28)? => {
+            let ip: [u8; 4] = p.get(14..18)?.try_into().ok()?;
+            Some(Announce {
+                at,
+                ip: IpAddr::from(ip),
+                mac: p.get(8..14)?.try_into().ok()?,
+            })
+        }
+        // ICMPv6 neighbour advertisement with a target link-layer option.
+        0x86dd if p.get(6) == Some(&58) && p.get(40) == Some(&136) => {
+            let target: [u8; 16] = p.get(48..64)?.try_into().ok()?;
+            (p.get(64..66)? == [2, 1]).then_some(())?;
+            Some(Announce {
+                at,
+                ip: IpAddr::from(target),
+                mac: p.get(66..72)?.try_into().ok()?,
+            })
+        }
+        _ => None,
+    }
+}
+
 struct Sniffer {
     frames: Arc<Mutex<Vec<Seen>>>,
+    announces: Arc<Mutex<Vec<Announce>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -94,25 +132,36 @@ impl Sniffer {
     fn start(ns: &TestNs, ifname: &str) -> Self {
         let cap = Capture::attach(ns, ifname).unwrap();
         let frames = Arc::new(Mutex::new(Vec::new()));
+        let announces = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (f, s) = (frames.clone(), stop.clone());
+        let (f, a, s) = (frames.clone(), announces.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let now = Instant::now();
-                let new: Vec<Seen> = cap
-                    .drain()
+                let raw = cap.drain();
+                let new: Vec<Seen> = raw
                     .iter()
                     .filter_map(|fr| parse_advert(&fr.data, now))
                     .collect();
                 f.lock().unwrap().extend(new);
+                let new: Vec<Announce> = raw
+                    .iter()
+                    .filter_map(|fr| parse_announce(&fr.data, now))
+                    .collect();
+                a.lock().unwrap().extend(new);
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
         Sniffer {
             frames,
+            announces,
             stop,
             thread: Some(thread),
         }
+    }
+
+    fn announces(&self) -> Vec<Announce> {
+        self.announces.lock().unwrap().clone()
     }
 
     fn adverts(&self) -> Vec<Seen> {
@@ -873,4 +922,131 @@ fn v3_keepalived_graceful_stop_we_take_over_after_skew() {
         gap <= Duration::from_millis(61 + 150),
         "not the skew time: {gap:?}"
     );
+}
+
+const US_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+
+/// A neighbour entry for `addr` at a wrong MAC, in state STALE.
+fn stale_neighbour(ns: &TestNs, addr: &str) {
+    ns.run(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "eth0",
+            "nud",
+            "stale",
+        ],
+    )
+    .unwrap();
+}
+
+/// Gratuitous ARPs on becoming master: a burst of `repeat` spaced by
+/// `garp_interval`, a second burst after the delay, from our MAC; they
+/// update keepalived's neighbour table. Then carrier loss on our link:
+/// Fault, the VIP is removed and keepalived takes over; carrier back: we
+/// preempt again.
+#[test]
+fn v3_gratuitous_arps_and_carrier_loss() {
+    let _g = serial();
+    let lab = Lab::new("v3g");
+    let sniff = lab.sniff();
+    let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
+    // A stale neighbour entry on keepalived's node that the gratuitous ARPs
+    // must correct (Linux only updates entries from them, by default).
+    stale_neighbour(&lab.ka, VIP4);
+    let mut spec = our_v3(150);
+    spec.config.garp.repeat = 3;
+    spec.config.garp.delay = Some(Duration::from_millis(800));
+    spec.garp_interval = Duration::from_millis(50);
+    let _ours = Ours::start(&lab.us, vec![spec]);
+    wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
+    std::thread::sleep(Duration::from_millis(1200));
+    let garps: Vec<Announce> = sniff
+        .announces()
+        .into_iter()
+        .filter(|a| a.ip == ip(VIP4))
+        .collect();
+    assert_eq!(garps.len(), 6, "{garps:?}");
+    assert!(garps.iter().all(|a| a.mac == US_MAC));
+    let first_burst = garps[2].at.duration_since(garps[0].at);
+    assert!(
+        first_burst >= Duration::from_millis(90) && first_burst <= Duration::from_millis(250),
+        "{first_burst:?}"
+    );
+    let delay = garps[3].at.duration_since(garps[0].at);
+    assert!(
+        delay >= Duration::from_millis(750) && delay <= Duration::from_millis(1000),
+        "{delay:?}"
+    );
+    let neigh = lab
+        .ka
+        .run("ip", &["neigh", "show", "dev", "eth0", VIP4])
+        .unwrap();
+    assert!(neigh.contains("02:00:00:00:00:03"), "{neigh:?}");
+
+    // Carrier loss: the bridge side of our veth goes down.
+    lab.br.run("ip", &["link", "set", "p-us", "down"]).unwrap();
+    let t =
+        wait_for(Duration::from_secs(1), || !has_addr(&lab.us, VIP4)).expect("VIP kept in fault");
+    println!("carrier loss: VIP removed after {:.0} ms", ms(t));
+    assert!(t <= Duration::from_millis(200), "{t:?}");
+    let t = wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived did not take over");
+    println!("carrier loss: keepalived master after {:.0} ms", ms(t));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!has_addr(&lab.us, VIP4), "master while in fault");
+
+    lab.br.run("ip", &["link", "set", "p-us", "up"]).unwrap();
+    let t = wait_for(Duration::from_secs(3), || {
+        has_addr(&lab.us, VIP4) && !has_addr(&lab.ka, VIP4)
+    })
+    .expect("no recovery");
+    println!("carrier back: master again after {:.0} ms", ms(t));
+    // Backup first, then the master-down interval (341 ms) to preempt.
+    assert!(t >= Duration::from_millis(300), "{t:?}");
+    assert!(t <= Duration::from_millis(1500), "{t:?}");
+}
+
+/// Unsolicited NAs for IPv6 virtual addresses, in keepalived's format,
+/// update keepalived's neighbour table.
+#[test]
+fn v3_ipv6_unsolicited_na() {
+    let _g = serial();
+    let lab = Lab::new("v6n");
+    let sniff = lab.sniff();
+    // An unsolicited NA only updates an existing entry (RFC 4861 7.2.5).
+    stale_neighbour(&lab.ka, VIP6);
+    let mut cfg = InstanceConfig::new(51, Version::V3, ip("::"), vec![]);
+    cfg.priority = 150;
+    cfg.advert_interval = Duration::from_millis(100);
+    cfg.garp.repeat = 2;
+    cfg.garp.delay = None;
+    let _ours = Ours::start(
+        &lab.us,
+        vec![InstanceSpec::new(
+            "VI6",
+            "eth0",
+            cfg,
+            vec![VirtualAddress::new(ip(VIP6), 64)],
+        )],
+    );
+    wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP6)).expect("ours never became master");
+    std::thread::sleep(Duration::from_millis(300));
+    let nas: Vec<Announce> = sniff
+        .announces()
+        .into_iter()
+        .filter(|a| a.ip == ip(VIP6))
+        .collect();
+    assert_eq!(nas.len(), 2, "{nas:?}");
+    assert!(nas.iter().all(|a| a.mac == US_MAC));
+    let neigh = lab
+        .ka
+        .run("ip", &["-6", "neigh", "show", "dev", "eth0", VIP6])
+        .unwrap();
+    assert!(neigh.contains("02:00:00:00:00:03"), "{neigh:?}");
 }
