@@ -217,7 +217,7 @@ fn test(a: &VmArgs, native: bool, args: &[String]) -> Result<i32, LabError> {
             "lab: running {} kernel test binaries inside the VM",
             bins.len()
         );
-        let out = vm::run(&options(a, Some(45 * 60)), &req)?;
+        let out = vm::run(&options(a, Some(20 * 60)), &req)?;
         (out.report.jobs, out.stdout)
     };
     let totals = Totals::parse(&String::from_utf8_lossy(&stdout));
