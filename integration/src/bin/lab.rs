@@ -100,7 +100,7 @@ fn options(a: &VmArgs, default_timeout: Option<u64>) -> vm::VmOptions {
 }
 
 fn setup() -> Result<i32, LabError> {
-    lab::prereq::ensure(lab::prereq::VM_PACKAGES)?;
+    lab::prereq::ensure(&lab::prereq::vm_and_tools())?;
     let kernel = lab::kernel::ensure(&vm::lab_dir()?.join("kernel"))?;
     eprintln!(
         "lab: ready (kernel {}, {})",
@@ -269,7 +269,7 @@ fn run_native(
             ));
         }
     }
-    lab::prereq::ensure(lab::prereq::NATIVE_PACKAGES)?;
+    lab::prereq::ensure(lab::prereq::TOOLS)?;
     let mut statuses = Vec::new();
     let mut captured = Vec::new();
     for b in bins {

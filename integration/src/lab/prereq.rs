@@ -12,8 +12,8 @@ pub struct Package {
     pub probe: &'static str,
 }
 
-/// Everything the VM lab needs on the host. The guest runs the host's userland, so the
-/// tools used inside the VM (ipvsadm, keepalived, iproute2) are host packages too.
+/// What the VM itself needs on the host (besides [`TOOLS`]: the guest runs the host's
+/// userland, so the tools the tests use inside the VM are host packages too).
 pub const VM_PACKAGES: &[Package] = &[
     Package {
         name: "qemu-system-x86",
@@ -27,6 +27,10 @@ pub const VM_PACKAGES: &[Package] = &[
         name: "kmod",
         probe: "/usr/sbin/depmod",
     },
+];
+
+/// The userland tools the tests call, in the VM, natively or on the host.
+pub const TOOLS: &[Package] = &[
     Package {
         name: "ipvsadm",
         probe: "/usr/sbin/ipvsadm",
@@ -41,21 +45,10 @@ pub const VM_PACKAGES: &[Package] = &[
     },
 ];
 
-/// What `--native` needs: the userland tools the tests call.
-pub const NATIVE_PACKAGES: &[Package] = &[
-    Package {
-        name: "ipvsadm",
-        probe: "/usr/sbin/ipvsadm",
-    },
-    Package {
-        name: "keepalived",
-        probe: "/usr/sbin/keepalived",
-    },
-    Package {
-        name: "iproute2",
-        probe: "/usr/sbin/ip",
-    },
-];
+/// Everything the VM lab needs: [`VM_PACKAGES`] and [`TOOLS`].
+pub fn vm_and_tools() -> Vec<Package> {
+    [VM_PACKAGES, TOOLS].concat()
+}
 
 /// Installs the packages among `pkgs` that are missing. Idempotent: does nothing when all
 /// are present. Says what it does on stderr.

@@ -61,7 +61,7 @@ pub fn lab_dir() -> Result<PathBuf, LabError> {
 
 /// Boots the VM, runs `req` inside it, and returns how every job ended.
 pub fn run(opts: &VmOptions, req: &Request) -> Result<Outcome, LabError> {
-    prereq::ensure(prereq::VM_PACKAGES)?;
+    prereq::ensure(&prereq::vm_and_tools())?;
     let lab = lab_dir()?;
     let kernel = kernel::ensure(&lab.join("kernel"))?;
     let run_dir = lab.join(format!("run-{}", std::process::id()));

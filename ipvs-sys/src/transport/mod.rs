@@ -500,26 +500,13 @@ fn new_socket() -> Result<Socket, TransportError> {
     sock.set_ext_ack(true).map_err(io("set NETLINK_EXT_ACK"))?;
     // Large buffers so a chunk's replies always fit. The *FORCE variants need
     // CAP_NET_ADMIN (which IPVS needs anyway); fall back to the capped ones.
+    use nix::sys::socket::{setsockopt, sockopt};
     let fd = sock.as_fd();
-    if nix::sys::socket::setsockopt(
-        &fd,
-        nix::sys::socket::sockopt::RcvBufForce,
-        &SO_RCVBUF_BYTES,
-    )
-    .is_err()
-    {
-        let _ =
-            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBuf, &SO_RCVBUF_BYTES);
+    if setsockopt(&fd, sockopt::RcvBufForce, &SO_RCVBUF_BYTES).is_err() {
+        let _ = setsockopt(&fd, sockopt::RcvBuf, &SO_RCVBUF_BYTES);
     }
-    if nix::sys::socket::setsockopt(
-        &fd,
-        nix::sys::socket::sockopt::SndBufForce,
-        &SO_SNDBUF_BYTES,
-    )
-    .is_err()
-    {
-        let _ =
-            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &SO_SNDBUF_BYTES);
+    if setsockopt(&fd, sockopt::SndBufForce, &SO_SNDBUF_BYTES).is_err() {
+        let _ = setsockopt(&fd, sockopt::SndBuf, &SO_SNDBUF_BYTES);
     }
     Ok(sock)
 }
