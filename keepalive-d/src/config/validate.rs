@@ -832,7 +832,7 @@ impl Validator<'_> {
     /// a virtual IP in one instance only.
     fn vrrp_cross_checks(&mut self, instances: &[S<RawVrrpInstance>]) {
         let mut names: HashMap<&str, Location> = HashMap::new();
-        let mut vrids: HashMap<(&str, &str, AddressFamily, &str), (String, Location)> =
+        let mut vrids: HashMap<(&str, u8, AddressFamily, &str), (String, Location)> =
             HashMap::new();
         let mut vips: HashMap<IpAddr, (String, Location)> = HashMap::new();
         for raw in instances {
@@ -859,21 +859,19 @@ impl Validator<'_> {
                     addr.parse::<IpAddr>().ok().map(AddressFamily::of)
                 })
             });
-            if let (Some(interface), Some(vrid), Some(family)) = (&r.interface, &r.vrid, family) {
+            // Only valid vrids are compared (`051` and `51` are the same vrid).
+            let vrid_number = r.vrid.as_ref().and_then(|v| v.value.parse::<u8>().ok());
+            if let (Some(interface), Some(vrid), Some(number), Some(family)) =
+                (&r.interface, &r.vrid, vrid_number, family)
+            {
                 let version = r.version.as_ref().map_or("3", |v| v.value.as_str());
-                let key = (
-                    interface.value.as_str(),
-                    vrid.value.as_str(),
-                    family,
-                    version,
-                );
+                let key = (interface.value.as_str(), number, family, version);
                 if let Some((other, first)) = vrids.get(&key) {
                     self.err(
                         &vrid.referenced,
                         format!(
-                            "vrid {} is already used on {} by instance `{}` ({}, VRRPv{version}, at {}): \
+                            "vrid {number} is already used on {} by instance `{}` ({}, VRRPv{version}, at {}): \
                              a vrid must be unique per interface, version and address family",
-                            show(&vrid.value),
                             show(&interface.value),
                             show(other),
                             family_name(family),
@@ -1195,13 +1193,7 @@ impl Validator<'_> {
 
         let quorum = match &r.quorum {
             Some(q) => self.quorum(&q.value, &q.referenced, real_servers.len()),
-            None => {
-                let quorum = Quorum::default();
-                if real_servers.is_empty() {
-                    // Already reported: no real servers.
-                }
-                quorum
-            }
+            None => Quorum::default(),
         };
 
         let sorry_server = r.sorry_server.as_ref().and_then(|s| {
