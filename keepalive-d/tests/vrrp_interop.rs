@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use ipvs_integration::netns::TestNs;
 use ipvs_integration::nlmon::Capture;
-use keepalive_d::vrrp_io::{InstanceSpec, NotifySpec, VirtualAddress, run_instances};
+use keepalive_d::vrrp_io::{
+    InstanceSpec, NotifySpec, SyncGroupSpec, VirtualAddress, run, run_instances,
+};
 use tokio::sync::oneshot;
 use vrrp_proto::{Auth, InstanceConfig, Version};
 
@@ -50,6 +52,7 @@ struct Seen {
     at: Instant,
     src: IpAddr,
     priority: u8,
+    vrid: u8,
     /// TOS / traffic class.
     tos: u8,
     /// TTL / hop limit.
@@ -77,6 +80,7 @@ fn parse_advert(frame: &[u8], at: Instant) -> Option<Seen> {
         at,
         src,
         priority: *vrrp.get(2)?,
+        vrid: *vrrp.get(1)?,
         tos,
         ttl,
         version: vrrp.first()? >> 4,
@@ -276,6 +280,10 @@ struct Ours {
 
 impl Ours {
     fn start(ns: &TestNs, specs: Vec<InstanceSpec>) -> Self {
+        Self::start_groups(ns, specs, Vec::new())
+    }
+
+    fn start_groups(ns: &TestNs, specs: Vec<InstanceSpec>, groups: Vec<SyncGroupSpec>) -> Self {
         let nsfile = File::open(format!("/run/netns/{}", ns.name())).unwrap();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (crash_tx, crash_rx) = oneshot::channel::<()>();
@@ -287,9 +295,16 @@ impl Ours {
                 .build()
                 .map_err(|e| e.to_string())?;
             rt.block_on(async move {
-                let run = run_instances(specs, async move {
+                let stopped = async move {
                     let _ = stop_rx.await;
-                });
+                };
+                let run = async move {
+                    if groups.is_empty() {
+                        run_instances(specs, stopped).await
+                    } else {
+                        run(specs, groups, stopped).await
+                    }
+                };
                 tokio::select! {
                     r = run => r.map_err(|e| e.to_string()),
                     // Dropping everything without the shutdown sequence.
@@ -1049,4 +1064,69 @@ fn v3_ipv6_unsolicited_na() {
         .run("ip", &["-6", "neigh", "show", "dev", "eth0", VIP6])
         .unwrap();
     assert!(neigh.contains("02:00:00:00:00:03"), "{neigh:?}");
+}
+
+/// A sync group of two instances on our node; keepalived runs only the
+/// first VRID, at a higher priority. The second instance has no other
+/// router, but its group holds it in Backup while the first is Backup.
+/// SIGKILL of keepalived: both become master together. A graceful stop:
+/// both send priority 0.
+#[test]
+fn v3_sync_group_moves_together() {
+    let _g = serial();
+    let lab = Lab::new("sg");
+    let sniff = lab.sniff();
+    let mut ka = Keepalived::start(&lab.ka, &KaConf::v3(200).render());
+    wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived never became master");
+    let vi1 = our_v3(100);
+    let mut vi2 = our_v3(100);
+    vi2.name = "VI_2".into();
+    vi2.config.vrid = 52;
+    vi2.virtual_addresses = vec![VirtualAddress::new(ip("192.0.2.101"), 24)];
+    let mut ours = Ours::start_groups(
+        &lab.us,
+        vec![vi1, vi2],
+        vec![SyncGroupSpec {
+            name: "G".into(),
+            instances: vec!["VI".into(), "VI_2".into()],
+        }],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let a = addrs(&lab.us);
+    assert!(
+        !a.contains(" 192.0.2.100/") && !a.contains(" 192.0.2.101/"),
+        "{a}"
+    );
+    assert!(from(&sniff.adverts(), US_V4).is_empty());
+
+    ka.sigkill();
+    let t = wait_for(Duration::from_secs(3), || {
+        let a = addrs(&lab.us);
+        a.contains(" 192.0.2.100/") && a.contains(" 192.0.2.101/")
+    })
+    .expect("the group did not take over");
+    println!(
+        "sync group: both VIPs on our node {:.0} ms after SIGKILL",
+        ms(t)
+    );
+    assert!(t <= Duration::from_millis(361 + 250), "{t:?}");
+    let seen = sniff.settled();
+    let vrids: Vec<u8> = from(&seen, US_V4).iter().map(|a| a.vrid).collect();
+    assert!(vrids.contains(&51) && vrids.contains(&52), "{vrids:?}");
+
+    ours.stop();
+    let seen = sniff.settled();
+    let mut zero: Vec<u8> = seen
+        .iter()
+        .filter(|a| a.src == ip(US_V4) && a.priority == 0)
+        .map(|a| a.vrid)
+        .collect();
+    zero.sort_unstable();
+    assert_eq!(zero, vec![51, 52]);
+    let a = addrs(&lab.us);
+    assert!(
+        !a.contains(" 192.0.2.100/") && !a.contains(" 192.0.2.101/"),
+        "{a}"
+    );
 }

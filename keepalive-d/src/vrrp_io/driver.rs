@@ -1,5 +1,6 @@
-//! The per-instance task: feeds [`Instance`] its events and carries out its
-//! actions in order.
+//! The task of one instance, or of one sync group: feeds the state machine
+//! ([`Instance`], or [`SyncGroup`] for a group) its events and carries out
+//! its actions in order.
 //!
 //! Events: [`Event::Startup`] (after removing addresses a crashed
 //! predecessor may have left), received adverts (after
@@ -9,24 +10,27 @@
 //! stop. Address changes are synchronous netlink requests (done before the
 //! gratuitous ARPs that follow them); spaced gratuitous ARP bursts and
 //! notify commands run in tasks of their own, so the state machine never
-//! waits for them.
+//! waits for them. Each member's socket and link monitor are read by small
+//! tasks that forward to the state machine's task over a channel.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use vrrp_proto::packet::peek;
-use vrrp_proto::{Action, DropReason, Event, Instance, State, Time, Timer, Warning};
+use vrrp_proto::{
+    Action, DropReason, Event, Instance, PacketError, State, SyncGroup, Time, Timer, Warning,
+};
 
 use super::VirtualAddress;
 use super::addr::{LinkMonitor, Rtnl};
 use super::garp::{GarpSocket, frame};
 use super::notify::{Notifier, NotifySpec};
-use super::socket::{VrrpSocket, group};
+use super::socket::{Datagram, VrrpSocket, group};
 
 /// An instance with everything opened, ready to run.
 #[derive(Debug)]
@@ -45,36 +49,64 @@ pub struct Prepared {
     pub(crate) garp_interval: Duration,
 }
 
-struct Driver {
+/// The state machine of a unit: one instance, or a sync group.
+#[derive(Debug)]
+enum Core {
+    Single(Box<Instance>),
+    Group(SyncGroup),
+}
+
+impl Core {
+    fn handle(&mut self, index: usize, now: Time, event: Event) -> Vec<(usize, Action)> {
+        match self {
+            Core::Single(i) => i.handle(now, event).into_iter().map(|a| (0, a)).collect(),
+            Core::Group(g) => g.handle(index, now, event),
+        }
+    }
+
+    /// The instances, out of their group: on shutdown every master must
+    /// say goodbye with priority 0 itself, not be demoted by its group
+    /// first.
+    fn into_instances(self) -> Vec<Instance> {
+        match self {
+            Core::Single(i) => vec![*i],
+            Core::Group(g) => g.into_members(),
+        }
+    }
+
+    fn member(&self, index: usize) -> Option<&Instance> {
+        match self {
+            Core::Single(i) => (index == 0).then_some(&**i),
+            Core::Group(g) => g.member(index),
+        }
+    }
+}
+
+/// What the reader tasks forward.
+enum Input {
+    Datagram(usize, Datagram),
+    Malformed(usize, PacketError),
+    Link(usize, bool),
+}
+
+/// The I/O side of one member.
+struct Member {
     name: String,
     interface: String,
     ifindex: u32,
     mac: Option<[u8; 6]>,
     vips: Vec<VirtualAddress>,
-    instance: Instance,
-    sock: VrrpSocket,
+    sock: Arc<VrrpSocket>,
     garp: Option<Arc<GarpSocket>>,
     rtnl: Rtnl,
     notifier: Notifier,
     garp_interval: Duration,
     garp_tasks: Vec<AbortHandle>,
     timers: BTreeMap<Timer, Time>,
-    epoch: Instant,
     last_warnings: Vec<Warning>,
 }
 
-impl Driver {
-    fn now(&self) -> Time {
-        Time::from(self.epoch.elapsed())
-    }
-
-    fn handle(&mut self, now: Time, event: Event) {
-        let actions = self.instance.handle(now, event);
-        for a in actions {
-            self.execute(a);
-        }
-    }
-
+impl Member {
     fn vip(&self, a: IpAddr) -> VirtualAddress {
         self.vips
             .iter()
@@ -83,11 +115,11 @@ impl Driver {
             .unwrap_or(VirtualAddress::host(a))
     }
 
-    fn execute(&mut self, action: Action) {
+    fn execute(&mut self, instance: &Instance, action: Action) {
         tracing::trace!(instance = %self.name, %action, "action");
         match action {
             Action::SendAdvert(advert) => {
-                let cfg = self.instance.config();
+                let cfg = instance.config();
                 let src = cfg.primary_address;
                 let dsts: Vec<IpAddr> = if cfg.unicast_peers.is_empty() {
                     vec![group(matches!(src, IpAddr::V6(_)))]
@@ -95,8 +127,7 @@ impl Driver {
                     cfg.unicast_peers.clone()
                 };
                 for dst in dsts {
-                    let sent = self
-                        .instance
+                    let sent = instance
                         .encode(&advert, dst)
                         .map_err(|e| e.to_string())
                         .and_then(|bytes| {
@@ -134,7 +165,7 @@ impl Driver {
             }
             Action::SendGratuitous { addresses, repeat } => self.gratuitous(addresses, repeat),
             Action::Notify { state, reason } => {
-                let priority = self.instance.effective_priority();
+                let priority = instance.effective_priority();
                 tracing::info!(
                     instance = %self.name, interface = %self.interface, %state, %reason, priority,
                     "VRRP state change"
@@ -194,103 +225,196 @@ impl Driver {
         });
         self.garp_tasks.push(task.abort_handle());
     }
+}
 
-    fn received(&mut self, payload: &[u8], meta: &vrrp_proto::RxMeta) {
-        let vrid = self.instance.config().vrid;
-        match peek(payload) {
-            Some((_, v)) if v == vrid => {}
+struct Unit {
+    core: Core,
+    members: Vec<Member>,
+    epoch: Instant,
+}
+
+impl Unit {
+    fn now(&self) -> Time {
+        Time::from(self.epoch.elapsed())
+    }
+
+    fn handle(&mut self, index: usize, now: Time, event: Event) {
+        let actions = self.core.handle(index, now, event);
+        for (i, a) in actions {
+            if let (Some(inst), Some(m)) = (self.core.member(i), self.members.get_mut(i)) {
+                m.execute(inst, a);
+            }
+        }
+    }
+
+    fn received(&mut self, index: usize, d: &Datagram) {
+        let (Some(inst), Some(m)) = (self.core.member(index), self.members.get_mut(index)) else {
+            return;
+        };
+        match peek(&d.payload) {
+            Some((_, v)) if v == inst.config().vrid => {}
             _ => return, // another router's VRID, or garbage
         }
-        match self.instance.receive(payload, meta) {
+        match inst.receive(&d.payload, &d.meta) {
             Ok(r) => {
-                if r.warnings != self.last_warnings {
+                if r.warnings != m.last_warnings {
                     for w in &r.warnings {
-                        tracing::warn!(instance = %self.name, src = %r.src, "advert: {w:?}");
+                        tracing::warn!(instance = %m.name, src = %r.src, "advert: {w:?}");
                     }
-                    self.last_warnings.clone_from(&r.warnings);
+                    m.last_warnings.clone_from(&r.warnings);
                 }
                 let now = self.now();
-                self.handle(now, r.into_event());
+                self.handle(index, now, r.into_event());
             }
             Err(DropReason::FromSelf) => {}
             Err(e) => {
-                tracing::debug!(instance = %self.name, src = %meta.src, "advert dropped: {e}");
+                tracing::debug!(instance = %m.name, src = %d.meta.src, "advert dropped: {e}");
             }
         }
     }
 
     fn next_deadline(&self) -> Option<Time> {
-        self.timers.values().min().copied()
+        self.members
+            .iter()
+            .filter_map(|m| m.timers.values().min())
+            .min()
+            .copied()
     }
 
     fn fire_due(&mut self) {
         let now = self.now();
-        let due: Vec<(Timer, Time)> = self
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(t, at)| (*t, *at))
-            .collect();
-        let mut due = due;
-        due.sort_by_key(|(_, at)| *at);
-        for (timer, at) in due {
+        let mut due: Vec<(Time, usize, Timer)> = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
+            for (t, at) in &m.timers {
+                if *at <= now {
+                    due.push((*at, i, *t));
+                }
+            }
+        }
+        due.sort();
+        for (at, i, timer) in due {
             // Re-armed or cancelled by an earlier firing of this round?
-            if self.timers.get(&timer) != Some(&at) {
+            let Some(m) = self.members.get_mut(i) else {
+                continue;
+            };
+            if m.timers.get(&timer) != Some(&at) {
                 continue;
             }
-            self.timers.remove(&timer);
-            self.handle(now.max(at), Event::TimerFired(timer));
+            m.timers.remove(&timer);
+            self.handle(i, now.max(at), Event::TimerFired(timer));
         }
     }
 }
 
-/// Runs one instance until `stop` turns true, then shuts it down.
-pub async fn drive(p: Prepared, mut stop: watch::Receiver<bool>) {
-    let Prepared {
-        name,
-        interface,
-        ifindex,
-        mac,
-        vips,
-        instance,
-        sock,
-        garp,
-        mut link,
-        rtnl,
-        notify,
-        garp_interval,
-    } = p;
-    let notifier = Notifier::spawn(&name, notify);
-    let mut d = Driver {
-        name,
-        interface,
-        ifindex,
-        mac,
-        vips,
-        instance,
-        sock,
-        garp: garp.map(Arc::new),
-        rtnl,
-        notifier,
-        garp_interval,
-        garp_tasks: Vec::new(),
-        timers: BTreeMap::new(),
+/// Runs one instance (one member) or one sync group (several members)
+/// until `stop` turns true, then shuts it down.
+pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut readers: Vec<AbortHandle> = Vec::new();
+    let mut instances = Vec::with_capacity(members.len());
+    let mut io = Vec::with_capacity(members.len());
+    let mut link_down = Vec::with_capacity(members.len());
+    for (index, p) in members.into_iter().enumerate() {
+        let sock = Arc::new(p.sock);
+        let reader_sock = sock.clone();
+        let reader_tx = tx.clone();
+        let name = p.name.clone();
+        readers.push(
+            tokio::spawn(async move {
+                let mut buf = VrrpSocket::buffer();
+                loop {
+                    let input = match reader_sock.recv(&mut buf).await {
+                        Ok(Ok(d)) => Input::Datagram(index, d),
+                        Ok(Err(e)) => Input::Malformed(index, e),
+                        Err(e) => {
+                            tracing::warn!(instance = %name, "receive: {e}");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    if reader_tx.send(input).is_err() {
+                        return;
+                    }
+                }
+            })
+            .abort_handle(),
+        );
+        let mut link = p.link;
+        link_down.push(!link.is_up());
+        let link_tx = tx.clone();
+        let name = p.name.clone();
+        readers.push(
+            tokio::spawn(async move {
+                loop {
+                    match link.changed().await {
+                        Ok(up) => {
+                            if link_tx.send(Input::Link(index, up)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(instance = %name, "link monitor failed: {e}");
+                            return;
+                        }
+                    }
+                }
+            })
+            .abort_handle(),
+        );
+        instances.push(p.instance);
+        io.push(Member {
+            notifier: Notifier::spawn(&p.name, p.notify),
+            name: p.name,
+            interface: p.interface,
+            ifindex: p.ifindex,
+            mac: p.mac,
+            vips: p.vips,
+            sock,
+            garp: p.garp.map(Arc::new),
+            rtnl: p.rtnl,
+            garp_interval: p.garp_interval,
+            garp_tasks: Vec::new(),
+            timers: BTreeMap::new(),
+            last_warnings: Vec::new(),
+        });
+    }
+    drop(tx);
+    let core = if instances.len() == 1 {
+        match instances.pop() {
+            Some(i) => Core::Single(Box::new(i)),
+            None => return,
+        }
+    } else {
+        Core::Group(SyncGroup::new(instances))
+    };
+    let mut u = Unit {
+        core,
+        members: io,
         epoch: Instant::now(),
-        last_warnings: Vec::new(),
     };
     // Addresses left behind by a predecessor that crashed: a starting
     // instance is never master before its master-down timer (unless it is
     // the address owner, which adds them back at once).
-    let all: Vec<IpAddr> = d.vips.iter().map(|v| v.address).collect();
-    d.execute(Action::RemoveAddresses(all));
-    let now = d.now();
-    if !link.is_up() {
-        d.handle(now, Event::InterfaceDown);
+    for m in &mut u.members {
+        let all: Vec<IpAddr> = m.vips.iter().map(|v| v.address).collect();
+        for a in all {
+            let v = m.vip(a);
+            if let Err(e) = m.rtnl.remove_address(m.ifindex, &v) {
+                tracing::warn!(instance = %m.name, address = %v, "cannot remove stale address: {e}");
+            }
+        }
     }
-    d.handle(now, Event::Startup);
-    let mut link_ok = true;
+    let now = u.now();
+    for (i, down) in link_down.iter().enumerate() {
+        if *down {
+            u.handle(i, now, Event::InterfaceDown);
+        }
+    }
+    for i in 0..u.members.len() {
+        u.handle(i, now, Event::Startup);
+    }
     loop {
-        let deadline = d.next_deadline().map(|t| d.epoch + t.since_epoch());
+        let deadline = u.next_deadline().map(|t| u.epoch + t.since_epoch());
         tokio::select! {
             biased;
             r = stop.changed() => {
@@ -298,31 +422,35 @@ pub async fn drive(p: Prepared, mut stop: watch::Receiver<bool>) {
                     break;
                 }
             }
-            r = link.changed(), if link_ok => match r {
-                Ok(up) => {
-                    let now = d.now();
-                    d.handle(now, if up { Event::InterfaceUp } else { Event::InterfaceDown });
+            input = rx.recv() => match input {
+                Some(Input::Datagram(i, d)) => u.received(i, &d),
+                Some(Input::Malformed(i, e)) => {
+                    let name = u.members.get(i).map(|m| m.name.as_str()).unwrap_or("?");
+                    tracing::debug!(instance = %name, "datagram dropped: {e}");
                 }
-                Err(e) => {
-                    tracing::error!(instance = %d.name, "link monitor failed: {e}");
-                    link_ok = false;
+                Some(Input::Link(i, up)) => {
+                    let now = u.now();
+                    u.handle(i, now, if up { Event::InterfaceUp } else { Event::InterfaceDown });
                 }
-            },
-            r = d.sock.recv() => match r {
-                Ok(Ok(dgram)) => d.received(&dgram.payload, &dgram.meta),
-                Ok(Err(e)) => tracing::debug!(instance = %d.name, "datagram dropped: {e}"),
-                Err(e) => {
-                    tracing::warn!(instance = %d.name, "receive: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                None => {
+                    tracing::error!("VRRP reader tasks ended");
+                    break;
                 }
             },
-            () = sleep_until(deadline) => d.fire_due(),
+            () = sleep_until(deadline) => u.fire_due(),
         }
     }
-    let now = d.now();
-    d.handle(now, Event::Shutdown);
-    d.stop_garps();
-    d.notifier.finish().await;
+    for r in readers {
+        r.abort();
+    }
+    let now = u.now();
+    for (mut inst, mut m) in u.core.into_instances().into_iter().zip(u.members) {
+        for a in inst.handle(now, Event::Shutdown) {
+            m.execute(&inst, a);
+        }
+        m.stop_garps();
+        m.notifier.finish().await;
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

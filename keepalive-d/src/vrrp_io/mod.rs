@@ -153,6 +153,16 @@ impl InstanceSpec {
     }
 }
 
+/// A sync group: instances that change state together (keepalived's
+/// `vrrp_sync_group`, see [`vrrp_proto::SyncGroup`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroupSpec {
+    /// Group name (logs).
+    pub name: String,
+    /// The names of its instances ([`InstanceSpec::name`]).
+    pub instances: Vec<String>,
+}
+
 /// Why instances could not be started.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -204,6 +214,23 @@ pub enum Error {
         /// The interface.
         interface: String,
     },
+    /// A sync group names an instance that does not exist.
+    #[error("sync group {group}: no instance {instance}")]
+    UnknownSyncMember {
+        /// Group name.
+        group: String,
+        /// The missing instance.
+        instance: String,
+    },
+    /// An instance is in two sync groups, or twice in one.
+    #[error("instance {instance} is in more than one sync group")]
+    DuplicateSyncMember {
+        /// The instance.
+        instance: String,
+    },
+    /// Two instances have the same name.
+    #[error("two instances are named {0}")]
+    DuplicateName(String),
     /// Sockets could not be opened (missing privileges?).
     #[error("instance {instance}: {what}: {source}")]
     Io {
@@ -290,51 +317,106 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
 
 /// Runs `instances` until `shutdown` completes, then stops them gracefully
 /// (a master sends a priority 0 advert and removes its addresses; stop
-/// notifications run) and returns.
+/// notifications run) and returns. Same as [`run`] without sync groups.
+pub async fn run_instances(
+    instances: Vec<InstanceSpec>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    run(instances, Vec::new(), shutdown).await
+}
+
+/// Runs `instances`, the members of each of `sync_groups` together, until
+/// `shutdown` completes; then stops them gracefully (every master sends a
+/// priority 0 advert and removes its addresses; stop notifications run)
+/// and returns.
 ///
 /// Every instance is set up (interface, primary address, validation,
 /// sockets) before any starts: an error there returns at once and nothing
 /// runs. Afterwards I/O errors are logged, never fatal. Must be called
 /// within a tokio runtime (current-thread is enough); sockets open in the
 /// calling thread's network namespace.
-pub async fn run_instances(
+pub async fn run(
     instances: Vec<InstanceSpec>,
+    sync_groups: Vec<SyncGroupSpec>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let mut seen: Vec<(String, bool, u8, String)> = Vec::new();
-    for spec in &instances {
-        let key = (
-            spec.interface.clone(),
-            spec.config.family() == AddressFamily::Ipv6,
-            spec.config.vrid,
-        );
-        if let Some((_, _, _, first)) = seen
-            .iter()
-            .find(|(i, f, v, _)| (i, f, v) == (&key.0, &key.1, &key.2))
-        {
-            return Err(Error::DuplicateVrid {
-                first: first.clone(),
-                second: spec.name.clone(),
-                vrid: key.2,
-                interface: key.0,
-            });
+    check_unique(&instances)?;
+    // Units: each sync group, then each instance outside any group.
+    let mut unit_of: Vec<Option<usize>> = vec![None; instances.len()];
+    for (g, group) in sync_groups.iter().enumerate() {
+        for name in &group.instances {
+            let i = instances
+                .iter()
+                .position(|s| &s.name == name)
+                .ok_or_else(|| Error::UnknownSyncMember {
+                    group: group.name.clone(),
+                    instance: name.clone(),
+                })?;
+            if unit_of[i].is_some() {
+                return Err(Error::DuplicateSyncMember {
+                    instance: name.clone(),
+                });
+            }
+            unit_of[i] = Some(g);
         }
-        seen.push((key.0, key.1, key.2, spec.name.clone()));
     }
-    let mut prepared = Vec::with_capacity(instances.len());
-    for spec in instances {
-        prepared.push(prepare(spec)?);
+    let mut next = sync_groups.len();
+    for u in &mut unit_of {
+        if u.is_none() {
+            *u = Some(next);
+            next += 1;
+        }
+    }
+    let mut units: Vec<Vec<driver::Prepared>> = (0..next).map(|_| Vec::new()).collect();
+    // Members in the order the group lists them.
+    let mut order: Vec<(usize, usize, InstanceSpec)> = Vec::new();
+    for (i, spec) in instances.into_iter().enumerate() {
+        let unit = unit_of[i].unwrap_or(0);
+        let pos = sync_groups
+            .get(unit)
+            .and_then(|g| g.instances.iter().position(|n| n == &spec.name))
+            .unwrap_or(0);
+        order.push((unit, pos, spec));
+    }
+    order.sort_by_key(|(u, p, _)| (*u, *p));
+    for (unit, _, spec) in order {
+        let p = prepare(spec)?;
+        if let Some(u) = units.get_mut(unit) {
+            u.push(p);
+        }
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    for p in prepared {
-        tasks.spawn(driver::drive(p, stop_rx.clone()));
+    for unit in units.into_iter().filter(|u| !u.is_empty()) {
+        tasks.spawn(driver::drive(unit, stop_rx.clone()));
     }
     shutdown.await;
     let _ = stop_tx.send(true);
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r {
             tracing::error!("VRRP instance task failed: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn check_unique(instances: &[InstanceSpec]) -> Result<(), Error> {
+    for (i, spec) in instances.iter().enumerate() {
+        for earlier in &instances[..i] {
+            if earlier.name == spec.name {
+                return Err(Error::DuplicateName(spec.name.clone()));
+            }
+            if earlier.interface == spec.interface
+                && earlier.config.family() == spec.config.family()
+                && earlier.config.vrid == spec.config.vrid
+            {
+                return Err(Error::DuplicateVrid {
+                    first: earlier.name.clone(),
+                    second: spec.name.clone(),
+                    vrid: spec.config.vrid,
+                    interface: spec.interface.clone(),
+                });
+            }
         }
     }
     Ok(())

@@ -17,6 +17,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, recv, recvmsg, sendmsg,
@@ -45,8 +46,7 @@ pub struct VrrpSocket {
     fd: AsyncFd<Socket>,
     ifindex: u32,
     ipv6: bool,
-    ip_id: u16,
-    buf: Vec<u8>,
+    ip_id: AtomicU16,
 }
 
 fn setsockopt_int(
@@ -117,18 +117,17 @@ impl VrrpSocket {
             fd,
             ifindex,
             ipv6,
-            ip_id: 0,
-            buf: vec![0; RX_BUF],
+            ip_id: AtomicU16::new(0),
         })
     }
 
     /// Sends the VRRP message `payload` from `src` to `dst`.
-    pub fn send(&mut self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
+    pub fn send(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
         let fd = self.fd.get_ref().as_fd();
         match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                self.ip_id = self.ip_id.wrapping_add(1);
-                let mut pkt = ipv4_header(s, d, payload.len(), self.ip_id, TTL).to_vec();
+                let id = self.ip_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+                let mut pkt = ipv4_header(s, d, payload.len(), id, TTL).to_vec();
                 pkt.extend_from_slice(payload);
                 let to = SockaddrIn::from(SocketAddrV4::new(d, 0));
                 sendto(fd.as_raw_fd(), &pkt, &to, MsgFlags::empty())?;
@@ -159,19 +158,24 @@ impl VrrpSocket {
         }
     }
 
-    /// Receives the next datagram. Malformed IPv4 headers are returned as
-    /// errors in the inner result so the caller can log them. Cancel safe.
-    pub async fn recv(&mut self) -> io::Result<Result<Datagram, PacketError>> {
+    /// A receive buffer large enough for any advert.
+    pub fn buffer() -> Vec<u8> {
+        vec![0; RX_BUF]
+    }
+
+    /// Receives the next datagram into `buf` (see [`VrrpSocket::buffer`]).
+    /// Malformed IPv4 headers are returned as errors in the inner result so
+    /// the caller can log them. Cancel safe.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Result<Datagram, PacketError>> {
         loop {
             let mut guard = self.fd.readable().await?;
             let ipv6 = self.ipv6;
-            let buf = &mut self.buf;
             match guard.try_io(|s| {
                 let fd = s.get_ref().as_raw_fd();
                 if ipv6 {
-                    recv_v6(fd, buf).map_err(io::Error::from)
+                    recv_v6(fd, &mut *buf).map_err(io::Error::from)
                 } else {
-                    recv_v4(fd, buf).map_err(io::Error::from)
+                    recv_v4(fd, &mut *buf).map_err(io::Error::from)
                 }
             }) {
                 Ok(Ok(Some(d))) => return Ok(d),
