@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -376,6 +377,14 @@ impl Ipvs {
         })
     }
 
+    /// Opens a handle in the network namespace `fd` refers to (e.g. an open
+    /// `/proc/PID/ns/net`).
+    pub fn open_in_netns_fd(fd: BorrowedFd<'_>) -> Result<Self, ApiError> {
+        Ok(Ipvs {
+            sock: IpvsSocket::open_in_netns_fd(fd).map_err(global)?,
+        })
+    }
+
     /// How long to wait for each reply (default 10 s).
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.sock.set_timeout(timeout);
@@ -663,6 +672,13 @@ mod async_handle {
         pub fn open_in_netns(path: impl AsRef<Path>) -> Result<Self, ApiError> {
             Ok(AsyncIpvs {
                 sock: AsyncIpvsSocket::open_in_netns(path).map_err(global)?,
+            })
+        }
+
+        /// See [`Ipvs::open_in_netns_fd`].
+        pub fn open_in_netns_fd(fd: BorrowedFd<'_>) -> Result<Self, ApiError> {
+            Ok(AsyncIpvs {
+                sock: AsyncIpvsSocket::open_in_netns_fd(fd).map_err(global)?,
             })
         }
 

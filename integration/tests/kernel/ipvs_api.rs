@@ -222,6 +222,30 @@ fn dr_ports_are_forced_like_ipvsadm_and_manual_edits_are_reverted() {
             .is_empty()
     );
 
+    // A destination added behind our back to a service we own goes.
+    ns.run(
+        "ipvsadm",
+        &[
+            "-a",
+            "-t",
+            "192.0.2.10:80",
+            "-r",
+            "10.0.0.99:80",
+            "-m",
+            "-w",
+            "1",
+        ],
+    )
+    .unwrap();
+    let p = ipvs.plan(&desired, &ApplyOptions::default()).unwrap();
+    assert_eq!(p.to_string(), "-d -t 192.0.2.10:80 -r 10.0.0.99:80\n");
+    assert!(
+        ipvs.apply(&desired, &ApplyOptions::default())
+            .unwrap()
+            .is_complete()
+    );
+    assert_eq!(saved(&ns), expect);
+
     // A manual scheduler change and a deleted destination.
     ns.run(
         "ipvsadm",
@@ -384,6 +408,47 @@ fn drain_quiesces_then_a_later_apply_removes() {
     assert_eq!(saved(&ns), lines(&ipvs::ipvsadm::print(&v2)));
 }
 
+#[test]
+fn large_tables_apply_in_one_batch_and_stay_idempotent() {
+    let ns = TestNs::new("api-large").unwrap();
+    let mut ipvs = open(&ns);
+    let text = |weight_of: &dyn Fn(u32) -> u32| {
+        let mut t = String::new();
+        for i in 0..500u32 {
+            let vip = format!("10.{}.{}.1:80", 100 + i / 250, i % 250);
+            t += &format!("-A -t {vip} -s wrr\n");
+            for r in 1..=4u32 {
+                t += &format!(
+                    "-a -t {vip} -r 172.16.{}.{r}:8080 -m -w {}\n",
+                    i % 250,
+                    weight_of(i * 4 + r)
+                );
+            }
+        }
+        t
+    };
+    let v1 = parse(&text(&|_| 1));
+    let report = ipvs.apply(&v1, &ApplyOptions::default()).unwrap();
+    assert!(report.is_complete(), "{:?}", report.failures().first());
+    assert_eq!(report.plan().len(), 2500);
+    assert_eq!(ipvs.table().unwrap().table(), &v1);
+    assert!(ipvs.plan(&v1, &ApplyOptions::default()).unwrap().is_empty());
+    // Every other destination reweighted: exactly those edits.
+    let v2 = parse(&text(&|n| 1 + n % 2));
+    let report = ipvs.apply(&v2, &ApplyOptions::default()).unwrap();
+    assert!(report.is_complete());
+    assert_eq!(report.plan().len(), 1000);
+    assert!(
+        report
+            .plan()
+            .ops()
+            .iter()
+            .all(|o| matches!(o, Op::EditDestination { .. }))
+    );
+    assert_eq!(saved(&ns), lines(&ipvs::ipvsadm::print(&v2)));
+    assert!(ipvs.plan(&v2, &ApplyOptions::default()).unwrap().is_empty());
+}
+
 fn kernel_error(e: &ApiError) -> (ErrorKind, Option<Object>) {
     match e {
         ApiError::Kernel { object, error, .. } => (error.kind, object.clone()),
@@ -525,6 +590,10 @@ fn service_zero_flush_timeouts_daemons_info() {
     let t = parse("-A -t 192.0.2.3:80 -s rr\n-a -t 192.0.2.3:80 -r 10.0.0.1:80 -m -w 2\n");
     ipvs.apply(&t, &ApplyOptions::default()).unwrap();
     let k = key("tcp 192.0.2.3:80");
+    // A second handle on the same namespace, by descriptor, sees the same table.
+    let nsfile = std::fs::File::open(format!("/run/netns/{}", ns.name())).unwrap();
+    let mut other = Ipvs::open_in_netns_fd(std::os::fd::AsFd::as_fd(&nsfile)).unwrap();
+    assert_eq!(other.table().unwrap().table(), &t);
     let (svc, stats) = ipvs.service(&k).unwrap().unwrap();
     assert_eq!(&svc, t.service(&k).unwrap());
     assert_eq!(stats.destinations.len(), 1);
