@@ -406,6 +406,19 @@ pub struct PlanConflict {
 ///
 /// Its [`Display`](fmt::Display) is one `ipvsadm` command per line, a dry run that
 /// `ipvsadm -R` accepts.
+///
+/// ```
+/// use ipvs::reconcile::{plan, ApplyOptions, Op};
+/// let current = ipvs::ipvsadm::parse("-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 1\n")?;
+/// let desired = ipvs::ipvsadm::parse("-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 5\n")?;
+/// let p = plan(&current, &desired, &ApplyOptions::default());
+/// assert_eq!(p.len(), 1);
+/// let Op::EditDestination { old, new, .. } = &p.ops()[0] else { panic!() };
+/// assert_eq!((old.weight(), new.weight()), (1, 5));
+/// assert_eq!(p.messages()[0].command, ipvs_sys::Command::SetDest);
+/// assert_eq!(p.simulate(&current)?, desired);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     ops: Vec<Op>,
