@@ -650,9 +650,11 @@ fn service_zero_flush_timeouts_daemons_info() {
         (SyncState::Master, "sync0", 42)
     );
     assert_eq!(running[0].mcast_port(), Some(8850));
-    // Stopping one that does not run. (No duplicate start here: in one lab run, with a
-    // refused duplicate start of this master daemon, its stop then got no reply within
-    // 60 s; not investigated further.)
+    // Stopping one that does not run. (No duplicate start here: once, with all the
+    // tests of this file running in parallel, the stop of this master daemon after a
+    // refused duplicate start got no reply within 60 s; alone, the same sequence takes
+    // milliseconds in the lab. Not reproduced, so left out to keep the test
+    // deterministic; sys_transport covers the duplicate start.)
     let e = ipvs.stop_daemon(SyncState::Backup).unwrap_err();
     assert_eq!(
         kernel_error(&e),
