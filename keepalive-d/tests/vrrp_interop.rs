@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use ipvs_integration::netns::TestNs;
 use ipvs_integration::nlmon::Capture;
 use keepalive_d::vrrp_io::{
-    InstanceSpec, NotifySpec, SyncGroupSpec, VirtualAddress, run, run_instances,
+    InstanceSpec, NotifySpec, SyncGroupSpec, TrackScript, VirtualAddress, run, run_instances,
 };
 use tokio::sync::oneshot;
 use vrrp_proto::{Auth, InstanceConfig, Version};
@@ -284,6 +284,11 @@ impl Ours {
     }
 
     fn start_groups(ns: &TestNs, specs: Vec<InstanceSpec>, groups: Vec<SyncGroupSpec>) -> Self {
+        // RUST_LOG=keepalive_d=debug shows what the daemon does.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let nsfile = File::open(format!("/run/netns/{}", ns.name())).unwrap();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (crash_tx, crash_rx) = oneshot::channel::<()>();
@@ -1129,4 +1134,91 @@ fn v3_sync_group_moves_together() {
         !a.contains(" 192.0.2.100/") && !a.contains(" 192.0.2.101/"),
         "{a}"
     );
+}
+
+/// Tracking: a script with a negative weight lowers our priority below
+/// keepalived's, which preempts us; when it passes again we preempt back.
+/// A tracked interface going down faults the instance: priority 0, and
+/// keepalived takes over after its skew time.
+#[test]
+fn v3_track_script_and_interface() {
+    let _g = serial();
+    let lab = Lab::new("trk");
+    let sniff = lab.sniff();
+    lab.us
+        .run(
+            "ip",
+            &[
+                "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",
+            ],
+        )
+        .unwrap();
+    lab.us.run("ip", &["link", "set", "trk1", "up"]).unwrap();
+    lab.us.run("ip", &["link", "set", "trk0", "up"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("vrrp-interop-track-{}", lab.us.name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = dir.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let mut spec = our_v3(150);
+    spec.track_interfaces = vec!["trk0".into()];
+    spec.track_scripts = vec![TrackScript {
+        argv: vec!["test".into(), "-e".into(), flag.display().to_string()],
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(1),
+        weight: -60,
+        rise: 2,
+        fall: 2,
+    }];
+    let _ours = Ours::start(&lab.us, vec![spec]);
+    wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
+    let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!has_addr(&lab.ka, VIP4));
+
+    // Script fails twice: 150 - 60 = 90 < 100, keepalived preempts.
+    std::fs::remove_file(&flag).unwrap();
+    let t = wait_for(Duration::from_secs(3), || {
+        has_addr(&lab.ka, VIP4) && !has_addr(&lab.us, VIP4)
+    })
+    .expect("keepalived did not preempt");
+    println!(
+        "track script failing: keepalived master after {:.0} ms",
+        ms(t)
+    );
+    let seen = sniff.settled();
+    assert!(seen.iter().any(|a| a.src == ip(US_V4) && a.priority == 90));
+
+    // Passing again: back to 150, we preempt.
+    std::fs::write(&flag, "").unwrap();
+    let t = wait_for(Duration::from_secs(3), || {
+        has_addr(&lab.us, VIP4) && !has_addr(&lab.ka, VIP4)
+    })
+    .expect("we did not preempt back");
+    println!("track script passing: master again after {:.0} ms", ms(t));
+
+    // The tracked interface goes down: Fault, priority 0, keepalived takes
+    // over after its skew time.
+    std::thread::sleep(Duration::from_millis(300));
+    let down = Instant::now();
+    lab.us.run("ip", &["link", "set", "trk0", "down"]).unwrap();
+    let t = wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived did not take over");
+    println!(
+        "tracked interface down: keepalived master after {:.0} ms",
+        ms(t)
+    );
+    assert!(!has_addr(&lab.us, VIP4));
+    let seen = sniff.settled();
+    assert!(
+        seen.iter()
+            .any(|a| a.src == ip(US_V4) && a.priority == 0 && a.at >= down),
+        "no priority 0 advert on fault"
+    );
+    assert!(t <= Duration::from_millis(300), "{t:?}");
+    lab.us.run("ip", &["link", "set", "trk0", "up"]).unwrap();
+    wait_for(Duration::from_secs(3), || {
+        has_addr(&lab.us, VIP4) && !has_addr(&lab.ka, VIP4)
+    })
+    .expect("no recovery after the tracked interface came back");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -26,11 +26,11 @@ use vrrp_proto::{
     Action, DropReason, Event, Instance, PacketError, State, SyncGroup, Time, Timer, Warning,
 };
 
-use super::VirtualAddress;
 use super::addr::{LinkMonitor, Rtnl};
 use super::garp::{GarpSocket, frame};
 use super::notify::{Notifier, NotifySpec};
 use super::socket::{Datagram, VrrpSocket, group};
+use super::{TrackScript, VirtualAddress};
 
 /// An instance with everything opened, ready to run.
 #[derive(Debug)]
@@ -44,6 +44,8 @@ pub struct Prepared {
     pub(crate) sock: VrrpSocket,
     pub(crate) garp: Option<GarpSocket>,
     pub(crate) link: LinkMonitor,
+    pub(crate) tracked: Vec<LinkMonitor>,
+    pub(crate) scripts: Vec<TrackScript>,
     pub(crate) rtnl: Rtnl,
     pub(crate) notify: NotifySpec,
     pub(crate) garp_interval: Duration,
@@ -86,7 +88,10 @@ impl Core {
 enum Input {
     Datagram(usize, Datagram),
     Malformed(usize, PacketError),
-    Link(usize, bool),
+    /// Member, tracked link (0: the instance's own interface), up.
+    Link(usize, usize, bool),
+    /// Member, track script, passing.
+    Script(usize, usize, bool),
 }
 
 /// The I/O side of one member.
@@ -104,9 +109,38 @@ struct Member {
     garp_tasks: Vec<AbortHandle>,
     timers: BTreeMap<Timer, Time>,
     last_warnings: Vec<Warning>,
+    /// The own interface first, then the tracked ones.
+    links_up: Vec<bool>,
+    scripts: Vec<TrackScript>,
+    scripts_ok: Vec<bool>,
 }
 
 impl Member {
+    /// Whether the instance may run: its interface and every tracked
+    /// interface up, no failing weight-0 script.
+    fn healthy(&self) -> bool {
+        self.links_up.iter().all(|u| *u)
+            && self
+                .scripts
+                .iter()
+                .zip(&self.scripts_ok)
+                .all(|(s, ok)| *ok || s.weight != 0)
+    }
+
+    /// Base priority adjusted by the script weights, like keepalived: a
+    /// positive weight is added while the script passes, a negative one
+    /// while it fails.
+    fn priority(&self, base: u8) -> u8 {
+        let mut p = i32::from(base);
+        for (s, ok) in self.scripts.iter().zip(&self.scripts_ok) {
+            let w = i32::from(s.weight);
+            if (w > 0 && *ok) || (w < 0 && !*ok) {
+                p += w;
+            }
+        }
+        u8::try_from(p.clamp(1, 255)).unwrap_or(1)
+    }
+
     fn vip(&self, a: IpAddr) -> VirtualAddress {
         self.vips
             .iter()
@@ -247,6 +281,29 @@ impl Unit {
         }
     }
 
+    /// After a tracked object changed: fault or recover, and the new
+    /// effective priority.
+    fn reevaluate(&mut self, index: usize, was_healthy: bool) {
+        let (Some(inst), Some(m)) = (self.core.member(index), self.members.get(index)) else {
+            return;
+        };
+        let healthy = m.healthy();
+        let priority = m.priority(inst.config().priority);
+        let now = self.now();
+        if priority != inst.effective_priority() {
+            tracing::info!(instance = %m.name, priority, "effective priority changed");
+            self.handle(index, now, Event::PriorityChanged(priority));
+        }
+        if healthy != was_healthy {
+            let event = if healthy {
+                Event::InterfaceUp
+            } else {
+                Event::InterfaceDown
+            };
+            self.handle(index, now, event);
+        }
+    }
+
     fn received(&mut self, index: usize, d: &Datagram) {
         let (Some(inst), Some(m)) = (self.core.member(index), self.members.get_mut(index)) else {
             return;
@@ -313,7 +370,6 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
     let mut readers: Vec<AbortHandle> = Vec::new();
     let mut instances = Vec::with_capacity(members.len());
     let mut io = Vec::with_capacity(members.len());
-    let mut link_down = Vec::with_capacity(members.len());
     for (index, p) in members.into_iter().enumerate() {
         let sock = Arc::new(p.sock);
         let reader_sock = sock.clone();
@@ -339,28 +395,44 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
             })
             .abort_handle(),
         );
-        let mut link = p.link;
-        link_down.push(!link.is_up());
-        let link_tx = tx.clone();
-        let name = p.name.clone();
-        readers.push(
-            tokio::spawn(async move {
-                loop {
-                    match link.changed().await {
-                        Ok(up) => {
-                            if link_tx.send(Input::Link(index, up)).is_err() {
+        let mut links_up = Vec::new();
+        for (k, mut link) in std::iter::once(p.link).chain(p.tracked).enumerate() {
+            links_up.push(link.is_up());
+            let link_tx = tx.clone();
+            let name = p.name.clone();
+            readers.push(
+                tokio::spawn(async move {
+                    loop {
+                        match link.changed().await {
+                            Ok(up) => {
+                                if link_tx.send(Input::Link(index, k, up)).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(instance = %name, "link monitor failed: {e}");
                                 return;
                             }
                         }
-                        Err(e) => {
-                            tracing::error!(instance = %name, "link monitor failed: {e}");
-                            return;
-                        }
                     }
-                }
-            })
-            .abort_handle(),
-        );
+                })
+                .abort_handle(),
+            );
+        }
+        for (k, script) in p.scripts.iter().enumerate() {
+            let script_tx = tx.clone();
+            let name = p.name.clone();
+            let script = script.clone();
+            readers.push(
+                tokio::spawn(async move {
+                    run_track_script(&name, &script, |ok| {
+                        script_tx.send(Input::Script(index, k, ok)).is_ok()
+                    })
+                    .await;
+                })
+                .abort_handle(),
+            );
+        }
         instances.push(p.instance);
         io.push(Member {
             notifier: Notifier::spawn(&p.name, p.notify),
@@ -376,6 +448,9 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
             garp_tasks: Vec::new(),
             timers: BTreeMap::new(),
             last_warnings: Vec::new(),
+            links_up,
+            scripts_ok: vec![true; p.scripts.len()],
+            scripts: p.scripts,
         });
     }
     drop(tx);
@@ -405,8 +480,19 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
         }
     }
     let now = u.now();
-    for (i, down) in link_down.iter().enumerate() {
-        if *down {
+    for i in 0..u.members.len() {
+        // Positive script weights count from the start (scripts start as
+        // passing).
+        let adjusted = match (u.core.member(i), u.members.get(i)) {
+            (Some(inst), Some(m)) => {
+                Some(m.priority(inst.config().priority)).filter(|p| *p != inst.effective_priority())
+            }
+            _ => None,
+        };
+        if let Some(p) = adjusted {
+            u.handle(i, now, Event::PriorityChanged(p));
+        }
+        if !u.members.get(i).is_some_and(Member::healthy) {
             u.handle(i, now, Event::InterfaceDown);
         }
     }
@@ -428,9 +514,23 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
                     let name = u.members.get(i).map(|m| m.name.as_str()).unwrap_or("?");
                     tracing::debug!(instance = %name, "datagram dropped: {e}");
                 }
-                Some(Input::Link(i, up)) => {
-                    let now = u.now();
-                    u.handle(i, now, if up { Event::InterfaceUp } else { Event::InterfaceDown });
+                Some(Input::Link(i, k, up)) => {
+                    if let Some(m) = u.members.get_mut(i) {
+                        let was = m.healthy();
+                        if let Some(l) = m.links_up.get_mut(k) {
+                            *l = up;
+                        }
+                        u.reevaluate(i, was);
+                    }
+                }
+                Some(Input::Script(i, k, ok)) => {
+                    if let Some(m) = u.members.get_mut(i) {
+                        let was = m.healthy();
+                        if let Some(s) = m.scripts_ok.get_mut(k) {
+                            *s = ok;
+                        }
+                        u.reevaluate(i, was);
+                    }
                 }
                 None => {
                     tracing::error!("VRRP reader tasks ended");
@@ -450,6 +550,64 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
         }
         m.stop_garps();
         m.notifier.finish().await;
+    }
+}
+
+/// Runs `script` every interval; reports its state (`true`: passing)
+/// through `report` when it changes, after `rise` successes / `fall`
+/// failures in a row. It starts as passing, like keepalived without
+/// `init_fail`. Returns when `report` returns false.
+async fn run_track_script(name: &str, script: &TrackScript, mut report: impl FnMut(bool) -> bool) {
+    let mut ok = true;
+    let mut streak = 0u32;
+    let mut ticker = tokio::time::interval(script.interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let passed = run_bounded(name, &script.argv, script.timeout).await;
+        if passed == ok {
+            streak = 0;
+            continue;
+        }
+        streak += 1;
+        let needed = if passed { script.rise } else { script.fall };
+        if streak >= needed.max(1) {
+            ok = passed;
+            streak = 0;
+            tracing::info!(instance = %name, script = ?script.argv, ok, "track script changed");
+            if !report(ok) {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `argv` (no shell); true if it exits 0 within `timeout`.
+async fn run_bounded(name: &str, argv: &[String], timeout: Duration) -> bool {
+    let Some((prog, args)) = argv.split_first() else {
+        return false;
+    };
+    let child = tokio::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(instance = %name, command = ?argv, "track script: cannot start: {e}");
+            return false;
+        }
+    };
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        Ok(Err(_)) => false,
+        Err(_) => {
+            let _ = child.kill().await;
+            false
+        }
     }
 }
 

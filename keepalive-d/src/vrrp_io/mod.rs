@@ -132,6 +132,30 @@ pub struct InstanceSpec {
     /// Spacing between the gratuitous ARPs / NAs of one burst (keepalived
     /// `garp_interval` / `gna_interval`; zero sends the burst at once).
     pub garp_interval: Duration,
+    /// Further interfaces whose loss puts the instance in Fault
+    /// (keepalived `track_interface` without weights).
+    pub track_interfaces: Vec<String>,
+    /// Scripts that adjust the priority or fault the instance (keepalived
+    /// `track_script`).
+    pub track_scripts: Vec<TrackScript>,
+}
+
+/// A tracked script (keepalived `vrrp_script`): run as argv, no shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackScript {
+    /// The command.
+    pub argv: Vec<String>,
+    /// Time between runs.
+    pub interval: Duration,
+    /// A run taking longer fails (and is killed).
+    pub timeout: Duration,
+    /// 0: a failing script faults the instance. Positive: added to the
+    /// priority while the script passes. Negative: added while it fails.
+    pub weight: i16,
+    /// Successes in a row that make a failing script pass.
+    pub rise: u32,
+    /// Failures in a row that make a passing script fail.
+    pub fall: u32,
 }
 
 impl InstanceSpec {
@@ -149,6 +173,8 @@ impl InstanceSpec {
             virtual_addresses,
             notify: NotifySpec::default(),
             garp_interval: Duration::ZERO,
+            track_interfaces: Vec::new(),
+            track_scripts: Vec::new(),
         }
     }
 }
@@ -251,6 +277,8 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         virtual_addresses,
         notify,
         garp_interval,
+        track_interfaces,
+        track_scripts,
     } = spec;
     let io_err = |what: &'static str| {
         let instance = name.clone();
@@ -299,6 +327,15 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         None => None,
     };
     let monitor = addr::LinkMonitor::new(link.index).map_err(io_err("link monitor"))?;
+    let mut tracked = Vec::with_capacity(track_interfaces.len());
+    for t in &track_interfaces {
+        let l = rtnl.link(t).map_err(|source| Error::Interface {
+            instance: name.clone(),
+            interface: t.clone(),
+            source,
+        })?;
+        tracked.push(addr::LinkMonitor::new(l.index).map_err(io_err("link monitor"))?);
+    }
     Ok(driver::Prepared {
         name,
         interface,
@@ -309,6 +346,8 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         sock,
         garp,
         link: monitor,
+        tracked,
+        scripts: track_scripts,
         rtnl,
         notify,
         garp_interval,
