@@ -19,13 +19,14 @@
 //! * **Ownership is explicit** ([`Scope`]): only services in scope are ever touched. The
 //!   scope is always the services of the desired table, plus those listed in
 //!   [`Scope::Owned`], or every service with [`Scope::FullPrune`].
-//! * **Drain** ([`ApplyOptions::drain`]): a destination to be removed from a service that
-//!   stays gets weight 0 ([`Op::DrainDestination`]) instead of being deleted, and stays at
-//!   weight 0 in later applies with `drain` on. [`Plan::draining`] lists every such
-//!   destination (those quiesced by this plan and those already at weight 0): the caller
-//!   watches their connection counters ([`Observed::destination_stats`](crate::Observed))
-//!   and, after its drain period, applies with `drain` off, which deletes them.
-//!   A service to be removed is removed at once.
+//! * **Drain** ([`ApplyOptions::drain`]): a destination to be removed gets weight 0
+//!   ([`Op::DrainDestination`]) instead of being deleted, and stays at weight 0 in later
+//!   applies with `drain` on. A service to be removed is drained the same way: it stays,
+//!   with every destination at weight 0 (one without destinations is deleted at once).
+//!   [`Plan::draining`] lists every such destination (those quiesced by this plan and
+//!   those already at weight 0): the caller watches their connection counters
+//!   ([`Observed::destination_stats`](crate::Observed)) and, after its drain period,
+//!   applies with `drain` off, which deletes them (and the drained services).
 //!
 //! The comparison is between model values, so what the kernel adds on its own (the
 //! `HASHED` flag, counters, the netmask of non-persistent services, tunnel fields of
@@ -442,7 +443,8 @@ impl Plan {
     }
 
     /// Destinations that are no longer desired but kept at weight 0 because of
-    /// [`ApplyOptions::drain`]: those this plan drains and those already at weight 0.
+    /// [`ApplyOptions::drain`] (also those of services that are no longer desired): those
+    /// this plan drains and those already at weight 0, in service and address order.
     pub fn draining(&self) -> &[(ServiceKey, SocketAddr)] {
         &self.draining
     }
@@ -570,10 +572,32 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
         }
     }
     for have in current.services() {
-        if desired.service(have.key()).is_none() && opts.in_scope(desired, have.key()) {
-            delete_services.push(Op::DeleteService(*have.key()));
+        let key = *have.key();
+        if desired.service(&key).is_some() || !opts.in_scope(desired, &key) {
+            continue;
+        }
+        if opts.drain && have.destinations().len() > 0 {
+            for d in have.destinations() {
+                draining.push((key, d.addr()));
+                if d.weight() != 0 {
+                    dest_changes.push(Op::DrainDestination {
+                        service: key,
+                        dest: d.clone(),
+                    });
+                }
+            }
+        } else {
+            delete_services.push(Op::DeleteService(key));
         }
     }
+    // Drains of removed services were appended after the others: back in key order.
+    dest_changes.sort_by_key(|op| match op {
+        Op::AddDestination { service, .. }
+        | Op::EditDestination { service, .. }
+        | Op::DrainDestination { service, .. } => Some(*service),
+        _ => None,
+    });
+    draining.sort();
 
     let mut ops = add_services;
     ops.append(&mut dest_changes);
@@ -988,12 +1012,81 @@ mod tests {
         )]);
         let prune = ApplyOptions {
             scope: Scope::FullPrune,
-            drain: true,
             ..ApplyOptions::default()
         };
         let p = plan(&current, &Table::new(), &prune);
         assert_eq!(text(&p), "-D -f 7\n");
         assert!(p.draining().is_empty());
+    }
+
+    #[test]
+    fn drain_keeps_removed_services_with_quiesced_destinations() {
+        let current = table(&[
+            svc(
+                "tcp 192.0.2.1:80",
+                Scheduler::RoundRobin,
+                &[
+                    dest("10.0.0.1:80", Forward::Masquerade, 3),
+                    dest("10.0.0.2:80", Forward::Masquerade, 0),
+                ],
+            ),
+            svc("tcp 192.0.2.2:80", Scheduler::RoundRobin, &[]),
+            svc(
+                "tcp 192.0.2.3:80",
+                Scheduler::RoundRobin,
+                &[dest("10.0.0.9:80", Forward::Masquerade, 1)],
+            ),
+        ]);
+        let desired = table(&[svc(
+            "tcp 192.0.2.3:80",
+            Scheduler::RoundRobin,
+            &[dest("10.0.0.8:80", Forward::Masquerade, 1)],
+        )]);
+        let drain = ApplyOptions {
+            scope: Scope::FullPrune,
+            drain: true,
+            ..ApplyOptions::default()
+        };
+        let p = plan(&current, &desired, &drain);
+        // In key order; the empty service goes at once.
+        assert_eq!(
+            text(&p),
+            "-e -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 0\n\
+             -a -t 192.0.2.3:80 -r 10.0.0.8:80 -m -w 1\n\
+             -e -t 192.0.2.3:80 -r 10.0.0.9:80 -m -w 0\n\
+             -D -t 192.0.2.2:80\n"
+        );
+        let (k1, k3) = (key("tcp 192.0.2.1:80"), key("tcp 192.0.2.3:80"));
+        assert_eq!(
+            p.draining(),
+            [
+                (k1, "10.0.0.1:80".parse().unwrap()),
+                (k1, "10.0.0.2:80".parse().unwrap()),
+                (k3, "10.0.0.9:80".parse().unwrap()),
+            ]
+        );
+        let after = p.simulate(&current).unwrap();
+        assert!(
+            after
+                .service(&k1)
+                .unwrap()
+                .destinations()
+                .all(|d| d.weight() == 0)
+        );
+        assert!(plan(&after, &desired, &drain).is_empty());
+        let done = plan(
+            &after,
+            &desired,
+            &ApplyOptions {
+                drain: false,
+                ..drain
+            },
+        );
+        assert_eq!(
+            text(&done),
+            "-d -t 192.0.2.3:80 -r 10.0.0.9:80\n-D -t 192.0.2.1:80\n"
+        );
+        assert_eq!(done.simulate(&after).unwrap(), desired);
     }
 
     #[test]

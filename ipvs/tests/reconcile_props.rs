@@ -213,7 +213,18 @@ proptest! {
                 };
                 prop_assert_eq!(got, Some(&want));
             } else {
-                prop_assert_eq!(got, None);
+                // Drained services stay, their destinations at weight 0.
+                let want = current
+                    .service(&key)
+                    .filter(|c| opts.drain && c.destinations().len() > 0)
+                    .map(|c| {
+                        let mut s = c.clone();
+                        for d in c.destinations() {
+                            s.set_destination(d.clone().with_weight(0).unwrap()).unwrap();
+                        }
+                        s
+                    });
+                prop_assert_eq!(got, want.as_ref());
             }
         }
         // Idempotent: nothing left to do.
@@ -231,6 +242,9 @@ proptest! {
             }
             match (current.service(&key), desired.service(&key)) {
                 (None, Some(w)) => expected += 1 + w.destinations().len(),
+                (Some(c), None) if opts.drain && c.destinations().len() > 0 => {
+                    expected += c.destinations().filter(|d| d.weight() != 0).count();
+                }
                 (Some(_), None) => expected += 1,
                 (Some(c), Some(w)) => {
                     expected += usize::from(!same_config(c, w));
