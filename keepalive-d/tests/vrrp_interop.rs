@@ -1222,3 +1222,28 @@ fn v3_track_script_and_interface() {
     .expect("no recovery after the tracked interface came back");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The YAML configuration, mapped by `vrrp_io::from_config`, against
+/// keepalived: ours master at the higher priority, keepalived backup;
+/// graceful stop hands over.
+#[test]
+fn v3_from_yaml_config() {
+    let _g = serial();
+    let lab = Lab::new("yml");
+    let yaml = "vrrp_instances:\n  - name: web\n    interface: eth0\n    vrid: 51\n    \
+                priority: 150\n    version: 3\n    advert_interval: 100ms\n    \
+                virtual_ips: [192.0.2.100/24]\n    garp: { delay: 0s, repeat: 2 }\n";
+    let cfg = keepalive_d::config::parse_str(yaml, "test.yaml").unwrap();
+    let (instances, groups) = keepalive_d::vrrp_io::from_config::specs(&cfg);
+    assert!(groups.is_empty());
+    let mut ours = Ours::start(&lab.us, instances);
+    wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
+    let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!has_addr(&lab.ka, VIP4));
+    ours.stop();
+    let t = wait_for(Duration::from_secs(2), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived did not take over");
+    assert!(t <= Duration::from_millis(250), "{t:?}");
+    assert!(!has_addr(&lab.us, VIP4));
+}

@@ -10,18 +10,21 @@
 //!   through `AF_PACKET`;
 //! * [`notify`]: notify commands (argv, no shell, with a timeout, queued
 //!   per instance);
-//! * [`driver`]: one tokio task per instance that feeds the state machine
-//!   its events (startup, adverts, timers, link up / down, shutdown) and
-//!   carries out its actions in order.
+//! * [`driver`]: one tokio task per instance (or per sync group) that feeds
+//!   the state machine its events (startup, adverts, timers, link up /
+//!   down, tracking, shutdown) and carries out its actions in order;
+//! * [`from_config`]: the YAML configuration mapped onto [`InstanceSpec`]s.
 //!
-//! The entry point is [`run_instances`]: it takes plain values
-//! ([`InstanceSpec`]), so the daemon's configuration maps onto it directly.
+//! The entry points are [`run`] and [`run_instances`]: they take plain
+//! values ([`InstanceSpec`], [`SyncGroupSpec`]); [`from_config::specs`]
+//! builds them from the configuration.
 //!
 //! Everything happens in the caller's network namespace and needs
 //! `CAP_NET_RAW` and `CAP_NET_ADMIN`.
 
 pub mod addr;
 pub mod driver;
+pub mod from_config;
 pub mod garp;
 pub mod notify;
 pub mod socket;
