@@ -213,8 +213,11 @@ fn observe(dump: Vec<(ServiceAttrs, Vec<DestAttrs>)>) -> Result<Observed, ApiErr
 enum Need {
     /// Out of scope: never touched.
     Skip,
-    /// In scope but not desired: only its key matters (it is deleted).
+    /// In scope but not desired, without drain: only its key matters (it is deleted).
     KeyOnly(ServiceKey),
+    /// In scope but not desired, with drain: its destinations are drained. If the model
+    /// cannot represent it, it is deleted (by key) instead.
+    Drain(ServiceKey),
     /// Desired: compared in full, destinations too.
     Full,
 }
@@ -233,7 +236,11 @@ fn need(attrs: &ServiceAttrs, desired: &Table, opts: &ApplyOptions) -> Result<Ne
         Scope::Owned(keys) => keys.contains(&key),
         Scope::FullPrune => true,
     } {
-        Need::KeyOnly(key)
+        if opts.drain {
+            Need::Drain(key)
+        } else {
+            Need::KeyOnly(key)
+        }
     } else {
         Need::Skip
     })
@@ -251,6 +258,21 @@ fn add_full(
 ) -> Result<(), ApiError> {
     current.set_service(service_with_dests_from_attrs(attrs, dests)?);
     Ok(())
+}
+
+fn add_drained(
+    current: &mut Table,
+    key: ServiceKey,
+    attrs: &ServiceAttrs,
+    dests: &[DestAttrs],
+) -> Result<(), ApiError> {
+    match service_with_dests_from_attrs(attrs, dests) {
+        Ok(svc) => {
+            current.set_service(svc);
+            Ok(())
+        }
+        Err(_) => add_key_only(current, key),
+    }
 }
 
 fn batch_options(opts: &ApplyOptions) -> BatchOptions {
@@ -589,14 +611,18 @@ impl Ipvs {
     }
 
     /// The current table within `opts.scope`: one service dump, and one destination
-    /// dump per desired service (services that are only deleted need no more than their
-    /// key). `desired` must already be normalised.
+    /// dump per desired service and per service to drain (services that are only
+    /// deleted need no more than their key). `desired` must already be normalised.
     fn current(&mut self, desired: &Table, opts: &ApplyOptions) -> Result<Table, ApiError> {
         let mut current = Table::new();
         for attrs in self.sock.services().map_err(global)? {
             match need(&attrs, desired, opts)? {
                 Need::Skip => {}
                 Need::KeyOnly(key) => add_key_only(&mut current, key)?,
+                Need::Drain(key) => {
+                    let dests = self.sock.destinations(&attrs).map_err(global)?;
+                    add_drained(&mut current, key, &attrs, &dests)?;
+                }
                 Need::Full => {
                     let dests = self.sock.destinations(&attrs).map_err(global)?;
                     add_full(&mut current, &attrs, &dests)?;
@@ -620,9 +646,12 @@ impl Ipvs {
     ///
     /// A refused operation does not stop the others (unless
     /// [`ApplyOptions::stop_at_first_error`]); the report lists each with its error. An
-    /// error is returned only when nothing could be sent: the dump failed, a service in
-    /// scope holds something the model cannot represent ([`ApiError::Decode`]; fix or
-    /// delete it by hand), or the socket failed.
+    /// error is returned only when nothing could be sent: the dump failed, a desired
+    /// service holds something the model cannot represent ([`ApiError::Decode`]; fix or
+    /// delete it by hand), or the socket failed. A service that is only to be removed
+    /// needs no more than its key (with [`ApplyOptions::drain`], one that the model
+    /// cannot represent is deleted instead of drained); with [`Scope::FullPrune`], a
+    /// service whose key the model cannot represent is an error too.
     pub fn apply(&mut self, desired: &Table, opts: &ApplyOptions) -> Result<ApplyReport, ApiError> {
         let plan = self.plan(desired, opts)?;
         if plan.is_empty() {
@@ -861,6 +890,10 @@ mod async_handle {
                 match need(&attrs, desired, opts)? {
                     Need::Skip => {}
                     Need::KeyOnly(key) => add_key_only(&mut current, key)?,
+                    Need::Drain(key) => {
+                        let dests = self.sock.destinations(&attrs).await.map_err(global)?;
+                        add_drained(&mut current, key, &attrs, &dests)?;
+                    }
                     Need::Full => {
                         let dests = self.sock.destinations(&attrs).await.map_err(global)?;
                         add_full(&mut current, &attrs, &dests)?;
