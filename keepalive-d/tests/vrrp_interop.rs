@@ -1247,3 +1247,49 @@ fn v3_from_yaml_config() {
     assert!(t <= Duration::from_millis(250), "{t:?}");
     assert!(!has_addr(&lab.us, VIP4));
 }
+
+/// The address owner (priority 255, the virtual address is its own): master
+/// at once, keepalived backs off; on a graceful stop it keeps its own
+/// address and keepalived takes over after its skew time.
+#[test]
+fn v3_address_owner() {
+    let _g = serial();
+    let lab = Lab::new("own");
+    let sniff = lab.sniff();
+    let _ka = Keepalived::start(
+        &lab.ka,
+        &KaConf {
+            vip: "192.0.2.3/24",
+            ..KaConf::v3(100)
+        }
+        .render(),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let mut cfg = InstanceConfig::new(51, Version::V3, ip(US_V4), vec![]);
+    cfg.priority = 255;
+    cfg.advert_interval = Duration::from_millis(100);
+    let started = Instant::now();
+    let mut ours = Ours::start(
+        &lab.us,
+        vec![InstanceSpec::new(
+            "OWN",
+            "eth0",
+            cfg,
+            vec![VirtualAddress::new(ip(US_V4), 24)],
+        )],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let seen = sniff.settled();
+    let first = from(&seen, US_V4).first().unwrap().clone();
+    assert_eq!(first.priority, 255);
+    let t = first.at.duration_since(started);
+    println!("address owner: first advert {:.0} ms after start", ms(t));
+    assert!(t <= Duration::from_millis(150), "{t:?}");
+    assert!(from(&seen, KA_V4).is_empty(), "keepalived advertised");
+    assert!(!has_addr(&lab.ka, US_V4));
+    ours.stop();
+    assert!(has_addr(&lab.us, US_V4), "the owner lost its own address");
+    let t = wait_for(Duration::from_secs(2), || has_addr(&lab.ka, US_V4))
+        .expect("keepalived did not take over");
+    assert!(t <= Duration::from_millis(250), "{t:?}");
+}

@@ -186,7 +186,10 @@ impl Member {
             }
             Action::RemoveAddresses(addrs) => {
                 self.stop_garps();
-                for a in addrs {
+                // An address owner's virtual address is its own address:
+                // never take that away from the interface.
+                let primary = instance.config().primary_address;
+                for a in addrs.into_iter().filter(|a| *a != primary) {
                     let v = self.vip(a);
                     match self.rtnl.remove_address(self.ifindex, &v) {
                         Ok(()) => tracing::debug!(instance = %self.name, address = %v, "removed"),
@@ -470,9 +473,10 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
     // Addresses left behind by a predecessor that crashed: a starting
     // instance is never master before its master-down timer (unless it is
     // the address owner, which adds them back at once).
-    for m in &mut u.members {
+    for (i, m) in u.members.iter_mut().enumerate() {
+        let primary = u.core.member(i).map(|inst| inst.config().primary_address);
         let all: Vec<IpAddr> = m.vips.iter().map(|v| v.address).collect();
-        for a in all {
+        for a in all.into_iter().filter(|a| Some(*a) != primary) {
             let v = m.vip(a);
             if let Err(e) = m.rtnl.remove_address(m.ifindex, &v) {
                 tracing::warn!(instance = %m.name, address = %v, "cannot remove stale address: {e}");
