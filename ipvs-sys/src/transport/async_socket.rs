@@ -88,6 +88,18 @@ impl AsyncIpvsSocket {
         let timeout = inner.timeout;
         let wait = async {
             while !chunk.is_complete() {
+                // The reply is usually queued already (see IpvsSocket::recv): try first,
+                // and wait for readiness only when there is nothing to read.
+                let inner = self.io.get_mut();
+                match inner.try_recv() {
+                    Ok(n) => {
+                        inner.feed(&mut chunk, n, op)?;
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(source) => return Err(TransportError::Io { op, source }),
+                }
                 let mut guard = self
                     .io
                     .readable_mut()

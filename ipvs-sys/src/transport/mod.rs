@@ -276,8 +276,19 @@ impl IpvsSocket {
     }
 
     /// Receives one datagram into `recv_buf`, waiting at most until `deadline`.
+    ///
+    /// Tries to receive first and polls only when nothing is there: the kernel handles a
+    /// request inside `sendmsg` and fills the next dump chunk inside `recvmsg`, so the
+    /// reply is almost always queued already, and a `poll` per datagram would double the
+    /// system calls of a dump.
     fn recv(&mut self, deadline: Instant, op: &'static str) -> Result<usize, TransportError> {
         loop {
+            match self.try_recv() {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(TransportError::Io { op, source }),
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(TransportError::Timeout {
@@ -291,23 +302,13 @@ impl IpvsSocket {
                 nix::poll::PollFlags::POLLIN,
             )];
             match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     return Err(TransportError::Io {
                         op,
                         source: e.into(),
                     });
                 }
-            }
-            match self.try_recv() {
-                Ok(n) => return Ok(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                    ) => {}
-                Err(source) => return Err(TransportError::Io { op, source }),
             }
         }
     }
