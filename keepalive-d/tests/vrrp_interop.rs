@@ -1293,3 +1293,28 @@ fn v3_address_owner() {
         .expect("keepalived did not take over");
     assert!(t <= Duration::from_millis(250), "{t:?}");
 }
+
+/// `preempt_delay`: keepalived master at a lower priority; ours waits the
+/// delay (1 s) before it stops listening, then preempts after its
+/// master-down interval (341 ms).
+#[test]
+fn v3_preempt_delay() {
+    let _g = serial();
+    let lab = Lab::new("pd");
+    let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
+    wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP4))
+        .expect("keepalived never became master");
+    let mut spec = our_v3(150);
+    spec.config.preempt_delay = Duration::from_secs(1);
+    let _ours = Ours::start(&lab.us, vec![spec]);
+    let t = wait_for(Duration::from_secs(4), || {
+        has_addr(&lab.us, VIP4) && !has_addr(&lab.ka, VIP4)
+    })
+    .expect("no preemption");
+    println!(
+        "preempt_delay 1 s: preempted {:.0} ms after our start",
+        ms(t)
+    );
+    assert!(t >= Duration::from_millis(1200), "{t:?}");
+    assert!(t <= Duration::from_millis(1000 + 341 + 400), "{t:?}");
+}
