@@ -1318,3 +1318,49 @@ fn v3_preempt_delay() {
     assert!(t >= Duration::from_millis(1200), "{t:?}");
     assert!(t <= Duration::from_millis(1000 + 341 + 400), "{t:?}");
 }
+
+/// VRRPv2 with a password the other way round: ours master, keepalived
+/// accepts our adverts and stays backup beyond its master-down interval
+/// (3 s + (256 - 100) / 256 s = 3.61 s).
+#[test]
+fn v2_auth_ours_master_keepalived_backup() {
+    let _g = serial();
+    let lab = Lab::new("v2m");
+    let sniff = lab.sniff();
+    let mut cfg = InstanceConfig::new(51, Version::V2, ip(US_V4), vec![]);
+    cfg.priority = 150;
+    cfg.auth = Auth::password(b"secret");
+    cfg.garp.delay = None;
+    let _ours = Ours::start(
+        &lab.us,
+        vec![InstanceSpec::new(
+            "VI",
+            "eth0",
+            cfg,
+            vec![VirtualAddress::new(ip(VIP4), 24)],
+        )],
+    );
+    let ka = Keepalived::start(
+        &lab.ka,
+        &KaConf {
+            version: 2,
+            priority: 100,
+            advert: "1",
+            vip: "192.0.2.100/24",
+            extra: "authentication {\n    auth_type PASS\n    auth_pass secret\n  }",
+        }
+        .render(),
+    );
+    // Ours: master after 3 s + 106/256 s.
+    let t = wait_for(Duration::from_secs(6), || has_addr(&lab.us, VIP4))
+        .expect("ours never became master");
+    println!("v2 auth: ours master {:.0} ms after start", ms(t));
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(!has_addr(&lab.ka, VIP4), "keepalived ignored our adverts");
+    let seen = sniff.settled();
+    assert!(from(&seen, KA_V4).is_empty());
+    let ours_adv = from(&seen, US_V4);
+    assert!(ours_adv.len() >= 4);
+    assert!(ours_adv.iter().all(|a| a.version == 2 && a.priority == 150));
+    assert!(ka.log().contains("Entering BACKUP STATE"), "{}", ka.log());
+}
