@@ -1192,7 +1192,12 @@ impl Validator<'_> {
         }
 
         let quorum = match &r.quorum {
-            Some(q) => self.quorum(&q.value, &q.referenced, real_servers.len()),
+            // Count the entries as written: one with its own error must not also make the
+            // quorum look unreachable.
+            Some(q) => {
+                let written = r.real_servers.as_ref().map_or(0, |l| l.value.len());
+                self.quorum(&q.value, &q.referenced, written)
+            }
             None => Quorum::default(),
         };
 
