@@ -1364,3 +1364,49 @@ fn v2_auth_ours_master_keepalived_backup() {
     assert!(ours_adv.iter().all(|a| a.version == 2 && a.priority == 150));
     assert!(ka.log().contains("Entering BACKUP STATE"), "{}", ka.log());
 }
+
+/// VRRPv3 over IPv6 with unicast peers (link-local addresses): keepalived
+/// master at the higher priority, we stay backup; SIGKILL, we take over.
+#[test]
+fn v3_ipv6_unicast_peers() {
+    let _g = serial();
+    let lab = Lab::new("uc6");
+    let mut ka = Keepalived::start(
+        &lab.ka,
+        &KaConf {
+            vip: "2001:db8::100/64",
+            extra: "unicast_peer {\n    fe80::ff:fe00:3\n  }",
+            ..KaConf::v3(200)
+        }
+        .render(),
+    );
+    wait_for(Duration::from_secs(3), || has_addr(&lab.ka, VIP6))
+        .expect("keepalived never became master");
+    let mut cfg = InstanceConfig::new(51, Version::V3, ip("::"), vec![]);
+    cfg.priority = 100;
+    cfg.advert_interval = Duration::from_millis(100);
+    cfg.unicast_peers = vec![ip(KA_LL)];
+    let _ours = Ours::start(
+        &lab.us,
+        vec![InstanceSpec::new(
+            "VI6",
+            "eth0",
+            cfg,
+            vec![VirtualAddress::new(ip(VIP6), 64)],
+        )],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !has_addr(&lab.us, VIP6),
+        "unicast IPv6 adverts not accepted"
+    );
+    ka.sigkill();
+    let t =
+        wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP6)).expect("we did not take over");
+    println!(
+        "v3 ipv6 unicast: VIP on our node {:.0} ms after SIGKILL",
+        ms(t)
+    );
+    assert!(t >= Duration::from_millis(250), "{t:?}");
+    assert!(t <= Duration::from_millis(361 + 250), "{t:?}");
+}
