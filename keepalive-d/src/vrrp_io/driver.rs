@@ -131,14 +131,13 @@ impl Member {
     /// positive weight is added while the script passes, a negative one
     /// while it fails.
     fn priority(&self, base: u8) -> u8 {
-        let mut p = i32::from(base);
-        for (s, ok) in self.scripts.iter().zip(&self.scripts_ok) {
-            let w = i32::from(s.weight);
-            if (w > 0 && *ok) || (w < 0 && !*ok) {
-                p += w;
-            }
-        }
-        u8::try_from(p.clamp(1, 255)).unwrap_or(1)
+        tracked_priority(
+            base,
+            self.scripts
+                .iter()
+                .map(|s| s.weight)
+                .zip(self.scripts_ok.iter().copied()),
+        )
     }
 
     fn vip(&self, a: IpAddr) -> VirtualAddress {
@@ -557,6 +556,20 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// `base` adjusted by `(weight, passing)` script states, like keepalived:
+/// a positive weight counts while passing, a negative one while failing.
+/// The instance clamps the result further (1..=254 unless owner).
+fn tracked_priority(base: u8, scripts: impl Iterator<Item = (i16, bool)>) -> u8 {
+    let mut p = i32::from(base);
+    for (weight, ok) in scripts {
+        let w = i32::from(weight);
+        if (w > 0 && ok) || (w < 0 && !ok) {
+            p += w;
+        }
+    }
+    u8::try_from(p.clamp(1, 255)).unwrap_or(1)
+}
+
 /// Runs `script` every interval; reports its state (`true`: passing)
 /// through `report` when it changes, after `rise` successes / `fall`
 /// failures in a row. It starts as passing, like keepalived without
@@ -619,5 +632,66 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_like_keepalived() {
+        let p = |s: &[(i16, bool)]| tracked_priority(100, s.iter().copied());
+        assert_eq!(p(&[]), 100);
+        assert_eq!(p(&[(20, true), (-30, true)]), 120);
+        assert_eq!(p(&[(20, false), (-30, false)]), 70);
+        assert_eq!(p(&[(0, false)]), 100);
+        assert_eq!(p(&[(-120, false)]), 1);
+        assert_eq!(p(&[(200, true)]), 255);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn track_script_rise_and_fall() {
+        let dir = std::env::temp_dir().join(format!("track-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let flag = dir.join("ok");
+        let _ = std::fs::remove_file(&flag);
+        let script = TrackScript {
+            argv: vec!["test".into(), "-e".into(), flag.display().to_string()],
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(1),
+            weight: 0,
+            rise: 3,
+            fall: 2,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            run_track_script("t", &script, |ok| tx.send((ok, Instant::now())).is_ok()).await;
+        });
+        let start = Instant::now();
+        // Starts passing; two failures in a row make it fail.
+        let (ok, at) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or((true, start));
+        assert!(!ok);
+        assert!(at.duration_since(start) >= Duration::from_millis(15));
+        let _ = std::fs::write(&flag, "");
+        let fixed = Instant::now();
+        let (ok, at) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or((false, fixed));
+        assert!(ok);
+        // Three successes: at least two intervals after the first.
+        assert!(
+            at.duration_since(fixed) >= Duration::from_millis(35),
+            "{:?}",
+            at.duration_since(fixed)
+        );
+        task.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
