@@ -406,6 +406,29 @@ fn drain_quiesces_then_a_later_apply_removes() {
     );
     assert!(done.is_complete());
     assert_eq!(saved(&ns), lines(&ipvs::ipvsadm::print(&v2)));
+
+    // A whole service that is no longer wanted drains the same way, then goes.
+    let owned = ApplyOptions {
+        scope: Scope::Owned([k].into()),
+        drain: true,
+        ..ApplyOptions::default()
+    };
+    let report = ipvs.apply(&Table::new(), &owned).unwrap();
+    assert_eq!(
+        report.plan().to_string(),
+        "-e -t 192.0.2.7:443 -r 10.0.0.2:443 -m -w 0\n"
+    );
+    assert!(report.is_complete());
+    assert_eq!(report.draining(), [(k, "10.0.0.2:443".parse().unwrap())]);
+    assert!(saved(&ns).contains("-a -t 192.0.2.7:443 -r 10.0.0.2:443 -m -w 0"));
+    let owned = ApplyOptions {
+        drain: false,
+        ..owned
+    };
+    let report = ipvs.apply(&Table::new(), &owned).unwrap();
+    assert_eq!(report.plan().to_string(), "-D -t 192.0.2.7:443\n");
+    assert!(report.is_complete());
+    assert!(saved(&ns).is_empty());
 }
 
 #[test]
@@ -584,7 +607,7 @@ fn typed_errors_name_the_operation_and_object() {
 }
 
 #[test]
-fn service_zero_flush_timeouts_daemons_info() {
+fn service_zero_flush_timeouts_info() {
     let ns = TestNs::new("api-misc").unwrap();
     let mut ipvs = open(&ns);
     let t = parse("-A -t 192.0.2.3:80 -s rr\n-a -t 192.0.2.3:80 -r 10.0.0.1:80 -m -w 2\n");
@@ -629,44 +652,52 @@ fn service_zero_flush_timeouts_daemons_info() {
     assert_eq!(info.version.major(), 1);
     assert!(info.conn_table_size > 0);
 
+    ipvs.delete_service(&k).unwrap();
+    ipvs.add_service(t.service(&k).unwrap()).unwrap();
+    ipvs.flush().unwrap();
+    assert!(ipvs.table().unwrap().table().is_empty());
+}
+
+#[test]
+fn sync_daemon_start_list_stop() {
+    let ns = TestNs::new("api-daemon").unwrap();
+    let mut ipvs = open(&ns);
     assert!(ipvs.daemons().unwrap().is_empty());
-    ns.run("ip", &["link", "add", "sync0", "type", "dummy"])
-        .unwrap();
-    ns.run("ip", &["link", "set", "sync0", "up"]).unwrap();
-    ipvs.set_timeout(Duration::from_secs(60));
-    let d = SyncDaemon::new(SyncState::Master, "sync0", 42)
-        .unwrap()
-        .with_mcast_port(8850)
-        .unwrap();
-    ipvs.start_daemon(&d).unwrap();
-    let running = ipvs.daemons().unwrap();
-    assert_eq!(running.len(), 1);
-    assert_eq!(
-        (
-            running[0].state(),
-            running[0].mcast_ifn(),
-            running[0].sync_id()
-        ),
-        (SyncState::Master, "sync0", 42)
-    );
-    assert_eq!(running[0].mcast_port(), Some(8850));
-    // Stopping one that does not run. (No duplicate start here: once, with all the
-    // tests of this file running in parallel, the stop of this master daemon after a
-    // refused duplicate start got no reply within 60 s; alone, the same sequence takes
-    // milliseconds in the lab. Not reproduced, so left out to keep the test
-    // deterministic; sys_transport covers the duplicate start.)
     let e = ipvs.stop_daemon(SyncState::Backup).unwrap_err();
     assert_eq!(
         kernel_error(&e),
         (ErrorKind::NoSuchDaemon, Some(Object::SyncDaemon))
     );
-    ipvs.stop_daemon(SyncState::Master).unwrap();
+    ns.run("ip", &["link", "add", "sync0", "type", "dummy"])
+        .unwrap();
+    ns.run("ip", &["link", "set", "sync0", "up"]).unwrap();
+    let d = SyncDaemon::new(SyncState::Master, "sync0", 42)
+        .unwrap()
+        .with_mcast_group("239.1.2.3".parse().unwrap())
+        .unwrap()
+        .with_mcast_port(8850)
+        .unwrap()
+        .with_mcast_ttl(2)
+        .unwrap()
+        .with_sync_maxlen(1400)
+        .unwrap();
+    ipvs.start_daemon(&d).unwrap();
+    let running = ipvs.daemons().unwrap();
+    assert_eq!(running, [d]);
+    assert!(
+        ns.run("ipvsadm", &["-L", "--daemon"])
+            .unwrap()
+            .contains("master sync daemon (mcast=sync0, syncid=42"),
+    );
+    // In two of six lab runs, with this stop issued within milliseconds of the start
+    // (no ipvsadm call in between), the kernel never answered it (240 s); the
+    // sys_transport test, which lists the daemons with ipvsadm first as here, has not
+    // shown that. Not understood; the timeout keeps a hang from stalling the suite.
+    ipvs.set_timeout(Duration::from_secs(60));
+    let t = std::time::Instant::now();
+    let r = ipvs.stop_daemon(SyncState::Master);
+    assert!(r.is_ok(), "{r:?} after {:?}", t.elapsed());
     assert!(ipvs.daemons().unwrap().is_empty());
-
-    ipvs.delete_service(&k).unwrap();
-    ipvs.add_service(t.service(&k).unwrap()).unwrap();
-    ipvs.flush().unwrap();
-    assert!(ipvs.table().unwrap().table().is_empty());
 }
 
 #[test]
