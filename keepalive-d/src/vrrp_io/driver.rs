@@ -6,8 +6,11 @@
 //! predecessor may have left), received adverts (after
 //! [`Instance::receive`]), [`Event::TimerFired`] at the deadlines of
 //! [`Action::ArmTimer`], [`Event::InterfaceUp`] / [`Event::InterfaceDown`]
-//! from rtnetlink link notifications, and [`Event::Shutdown`] when asked to
-//! stop. Address changes are synchronous netlink requests (done before the
+//! from rtnetlink link notifications of the instance's interface and its
+//! tracked interfaces (and from weight-0 track scripts),
+//! [`Event::PriorityChanged`] from weighted track scripts, and
+//! [`Event::Shutdown`] when asked to stop (each member of a sync group
+//! shuts down on its own, so every master sends its priority 0 advert). Address changes are synchronous netlink requests (done before the
 //! gratuitous ARPs that follow them); spaced gratuitous ARP bursts and
 //! notify commands run in tasks of their own, so the state machine never
 //! waits for them. Each member's socket and link monitor are read by small
