@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use ipvs_integration::netns::TestNs;
 use ipvs_integration::nlmon::Capture;
 use keepalive_d::vrrp_io::{
-    InstanceSpec, NotifySpec, SyncGroupSpec, TrackScript, VirtualAddress, run, run_instances,
+    InstanceSpec, InstanceStatus, NotifySpec, StatusMap, SyncGroupSpec, TrackScript,
+    VirtualAddress, run, run_instances, run_with_status,
 };
-use tokio::sync::oneshot;
-use vrrp_proto::{Auth, InstanceConfig, Version};
+use tokio::sync::{oneshot, watch};
+use vrrp_proto::{Auth, InstanceConfig, State, Version};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -276,14 +277,28 @@ struct Ours {
     stop: Option<oneshot::Sender<()>>,
     crash: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), String>>>,
+    status: watch::Receiver<StatusMap>,
+}
+
+/// Which entry point runs the instances.
+enum Entry {
+    Instances,
+    Status,
+    Groups(Vec<SyncGroupSpec>),
 }
 
 impl Ours {
+    /// Through `run_with_status`: [`Ours::status`] follows the instances.
     fn start(ns: &TestNs, specs: Vec<InstanceSpec>) -> Self {
-        Self::start_groups(ns, specs, Vec::new())
+        Self::start_with(ns, specs, Entry::Status)
     }
 
+    /// Through `run` with sync groups.
     fn start_groups(ns: &TestNs, specs: Vec<InstanceSpec>, groups: Vec<SyncGroupSpec>) -> Self {
+        Self::start_with(ns, specs, Entry::Groups(groups))
+    }
+
+    fn start_with(ns: &TestNs, specs: Vec<InstanceSpec>, entry: Entry) -> Self {
         // RUST_LOG=keepalive_d=debug shows what the daemon does.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -292,6 +307,7 @@ impl Ours {
         let nsfile = File::open(format!("/run/netns/{}", ns.name())).unwrap();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (crash_tx, crash_rx) = oneshot::channel::<()>();
+        let (status_tx, status_rx) = watch::channel(StatusMap::new());
         let thread = std::thread::spawn(move || {
             nix::sched::setns(&nsfile, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| e.to_string())?;
@@ -304,10 +320,12 @@ impl Ours {
                     let _ = stop_rx.await;
                 };
                 let run = async move {
-                    if groups.is_empty() {
-                        run_instances(specs, stopped).await
-                    } else {
-                        run(specs, groups, stopped).await
+                    match entry {
+                        Entry::Instances => run_instances(specs, stopped).await,
+                        Entry::Status => {
+                            run_with_status(specs, Vec::new(), status_tx, stopped).await
+                        }
+                        Entry::Groups(groups) => run(specs, groups, stopped).await,
                     }
                 };
                 tokio::select! {
@@ -321,7 +339,13 @@ impl Ours {
             stop: Some(stop_tx),
             crash: Some(crash_tx),
             thread: Some(thread),
+            status: status_rx,
         }
+    }
+
+    /// The published status of instance `name`.
+    fn status(&self, name: &str) -> Option<InstanceStatus> {
+        self.status.borrow().get(name).copied()
     }
 
     fn join(&mut self) {
@@ -538,6 +562,14 @@ fn v3_ours_master_keepalived_backup_then_sigkill_failover() {
         assert_eq!((a.priority, a.tos, a.ttl, a.version), (150, 0xc0, 255, 3));
     }
     assert!(ka.log().contains("Entering BACKUP STATE"), "{}", ka.log());
+    assert_eq!(
+        ours.status("VI"),
+        Some(InstanceStatus {
+            state: State::Master,
+            priority: 150,
+            master: None
+        })
+    );
 
     // SIGKILL of our master: keepalived takes over after its master-down
     // interval, 3 * 100 ms + (256 - 100) / 256 * 100 ms = 360.9 ms.
@@ -567,7 +599,7 @@ fn v3_keepalived_preempts_ours_then_sigkill_failover() {
     let _g = serial();
     let lab = Lab::new("v3p");
     let sniff = lab.sniff();
-    let _ours = Ours::start(&lab.us, vec![our_v3(100)]);
+    let ours = Ours::start(&lab.us, vec![our_v3(100)]);
     wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
     let mut ka = Keepalived::start(&lab.ka, &KaConf::v3(200).render());
     // keepalived starts as backup, hears a lower priority, preempts after
@@ -580,6 +612,12 @@ fn v3_keepalived_preempts_ours_then_sigkill_failover() {
         "v3 ipv4: keepalived preempted us {:.0} ms after its start",
         ms(t)
     );
+    wait_for(Duration::from_millis(500), || {
+        ours.status("VI")
+            .is_some_and(|s| s.master == Some(ip(KA_V4)))
+    })
+    .expect("status does not show keepalived as master");
+    assert_eq!(ours.status("VI").map(|s| s.state), Some(State::Backup));
     let window = Instant::now();
     std::thread::sleep(Duration::from_millis(800));
     let seen = sniff.since(window);
@@ -636,6 +674,7 @@ fn v3_graceful_stop_sends_priority_zero() {
     assert!(!has_addr(&lab.ka, VIP4));
 
     ours.stop();
+    assert_eq!(ours.status("VI").map(|s| s.state), Some(State::Initialize));
     assert!(!has_addr(&lab.us, VIP4), "VIP left behind");
     wait_for(Duration::from_secs(2), || has_addr(&lab.ka, VIP4))
         .expect("keepalived did not take over");
@@ -1169,7 +1208,7 @@ fn v3_track_script_and_interface() {
         rise: 2,
         fall: 2,
     }];
-    let _ours = Ours::start(&lab.us, vec![spec]);
+    let ours = Ours::start(&lab.us, vec![spec]);
     wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
     let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
     std::thread::sleep(Duration::from_millis(1000));
@@ -1187,6 +1226,7 @@ fn v3_track_script_and_interface() {
     );
     let seen = sniff.settled();
     assert!(seen.iter().any(|a| a.src == ip(US_V4) && a.priority == 90));
+    assert_eq!(ours.status("VI").map(|s| s.priority), Some(90));
 
     // Passing again: back to 150, we preempt.
     std::fs::write(&flag, "").unwrap();
@@ -1236,7 +1276,7 @@ fn v3_from_yaml_config() {
     let cfg = keepalive_d::config::parse_str(yaml, "test.yaml").unwrap();
     let (instances, groups) = keepalive_d::vrrp_io::from_config::specs(&cfg);
     assert!(groups.is_empty());
-    let mut ours = Ours::start(&lab.us, instances);
+    let mut ours = Ours::start_with(&lab.us, instances, Entry::Instances);
     wait_for(Duration::from_secs(3), || has_addr(&lab.us, VIP4)).expect("ours never became master");
     let _ka = Keepalived::start(&lab.ka, &KaConf::v3(100).render());
     std::thread::sleep(Duration::from_millis(1000));

@@ -33,7 +33,7 @@ use super::addr::{LinkMonitor, Rtnl};
 use super::garp::{GarpSocket, frame};
 use super::notify::{Notifier, NotifySpec};
 use super::socket::{Datagram, VrrpSocket, group};
-use super::{TrackScript, VirtualAddress};
+use super::{InstanceStatus, StatusMap, TrackScript, VirtualAddress};
 
 /// An instance with everything opened, ready to run.
 #[derive(Debug)]
@@ -270,6 +270,7 @@ struct Unit {
     core: Core,
     members: Vec<Member>,
     epoch: Instant,
+    status: watch::Sender<StatusMap>,
 }
 
 impl Unit {
@@ -284,6 +285,30 @@ impl Unit {
                 m.execute(inst, a);
             }
         }
+        self.publish();
+    }
+
+    /// Updates the status map with every member's state (only notifies
+    /// watchers when something changed).
+    fn publish(&self) {
+        self.status.send_if_modified(|map| {
+            let mut changed = false;
+            for (i, m) in self.members.iter().enumerate() {
+                let Some(inst) = self.core.member(i) else {
+                    continue;
+                };
+                let st = InstanceStatus {
+                    state: inst.state(),
+                    priority: inst.effective_priority(),
+                    master: inst.master().map(|(a, _)| a),
+                };
+                if map.get(&m.name) != Some(&st) {
+                    map.insert(m.name.clone(), st);
+                    changed = true;
+                }
+            }
+            changed
+        });
     }
 
     /// After a tracked object changed: fault or recover, and the new
@@ -370,7 +395,11 @@ impl Unit {
 
 /// Runs one instance (one member) or one sync group (several members)
 /// until `stop` turns true, then shuts it down.
-pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
+pub async fn drive(
+    members: Vec<Prepared>,
+    mut stop: watch::Receiver<bool>,
+    status: watch::Sender<StatusMap>,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut readers: Vec<AbortHandle> = Vec::new();
     let mut instances = Vec::with_capacity(members.len());
@@ -471,6 +500,7 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
         core,
         members: io,
         epoch: Instant::now(),
+        status,
     };
     // Addresses left behind by a predecessor that crashed: a starting
     // instance is never master before its master-down timer (unless it is
@@ -550,10 +580,21 @@ pub async fn drive(members: Vec<Prepared>, mut stop: watch::Receiver<bool>) {
         r.abort();
     }
     let now = u.now();
+    let status = u.status;
     for (mut inst, mut m) in u.core.into_instances().into_iter().zip(u.members) {
         for a in inst.handle(now, Event::Shutdown) {
             m.execute(&inst, a);
         }
+        status.send_modify(|map| {
+            map.insert(
+                m.name.clone(),
+                InstanceStatus {
+                    state: inst.state(),
+                    priority: inst.effective_priority(),
+                    master: None,
+                },
+            );
+        });
         m.stop_garps();
         m.notifier.finish().await;
     }

@@ -29,6 +29,7 @@ pub mod garp;
 pub mod notify;
 pub mod socket;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -39,7 +40,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use vrrp_proto::{AddressFamily, ConfigError, Instance, InstanceConfig};
+use vrrp_proto::{AddressFamily, ConfigError, Instance, InstanceConfig, State};
 
 pub use notify::NotifySpec;
 
@@ -191,6 +192,20 @@ pub struct SyncGroupSpec {
     /// The names of its instances ([`InstanceSpec::name`]).
     pub instances: Vec<String>,
 }
+
+/// What an instance is doing, published by [`run_with_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// Its state (`Initialize`: stopped).
+    pub state: State,
+    /// The priority it advertises (tracking included).
+    pub priority: u8,
+    /// The master it last accepted an advert from, while Backup.
+    pub master: Option<IpAddr>,
+}
+
+/// The status of every instance, by name.
+pub type StatusMap = BTreeMap<String, InstanceStatus>;
 
 /// Why instances could not be started.
 #[derive(Debug, Error)]
@@ -382,6 +397,18 @@ pub async fn run(
     sync_groups: Vec<SyncGroupSpec>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let (status, _) = watch::channel(StatusMap::new());
+    run_with_status(instances, sync_groups, status, shutdown).await
+}
+
+/// [`run`], publishing every instance's [`InstanceStatus`] on `status`
+/// as it changes (for a status command, or to follow the VRRP state).
+pub async fn run_with_status(
+    instances: Vec<InstanceSpec>,
+    sync_groups: Vec<SyncGroupSpec>,
+    status: watch::Sender<StatusMap>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     check_unique(&instances)?;
     // Units: each sync group, then each instance outside any group.
     let mut unit_of: Vec<Option<usize>> = vec![None; instances.len()];
@@ -430,7 +457,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for unit in units.into_iter().filter(|u| !u.is_empty()) {
-        tasks.spawn(driver::drive(unit, stop_rx.clone()));
+        tasks.spawn(driver::drive(unit, stop_rx.clone(), status.clone()));
     }
     shutdown.await;
     let _ = stop_tx.send(true);
