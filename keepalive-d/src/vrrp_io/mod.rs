@@ -15,12 +15,30 @@
 //!   down, tracking, shutdown) and carries out its actions in order;
 //! * [`from_config`]: the YAML configuration mapped onto [`InstanceSpec`]s.
 //!
-//! The entry points are [`run`] and [`run_instances`]: they take plain
-//! values ([`InstanceSpec`], [`SyncGroupSpec`]); [`from_config::specs`]
-//! builds them from the configuration.
+//! The entry points are [`run`], [`run_instances`] and [`run_with_status`]:
+//! they take plain values ([`InstanceSpec`], [`SyncGroupSpec`]), which
+//! [`from_config::specs`] builds from the configuration, and a shutdown
+//! future (SIGTERM), after which every master sends its priority 0 advert
+//! and removes its addresses:
+//!
+//! ```no_run
+//! # async fn daemon(cfg: keepalive_d::config::Config) -> Result<(), keepalive_d::vrrp_io::Error> {
+//! use keepalive_d::vrrp_io::{from_config, run};
+//!
+//! let (instances, groups) = from_config::specs(&cfg);
+//! let shutdown = async { /* wait for SIGTERM */ };
+//! run(instances, groups, shutdown).await
+//! # }
+//! ```
+//!
+//! Interoperability with keepalived 2.2.7 (VRRPv2 and v3, IPv4 and IPv6,
+//! multicast and unicast, failover, preemption, split brain, sync groups,
+//! tracking) is tested in `keepalive-d/tests/vrrp_interop.rs`.
 //!
 //! Everything happens in the caller's network namespace and needs
-//! `CAP_NET_RAW` and `CAP_NET_ADMIN`.
+//! `CAP_NET_RAW` and `CAP_NET_ADMIN`. Not supported: VMAC interfaces
+//! (`use_vmac`), IPsec AH authentication, reloading the configuration of
+//! running instances.
 
 pub mod addr;
 pub mod driver;
