@@ -513,6 +513,55 @@ fn check_unique(instances: &[InstanceSpec]) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    fn spec(name: &str, interface: &str, vrid: u8) -> InstanceSpec {
+        let cfg = InstanceConfig::new(
+            vrid,
+            vrrp_proto::Version::V3,
+            IpAddr::from([192, 0, 2, 1]),
+            Vec::new(),
+        );
+        InstanceSpec::new(
+            name,
+            interface,
+            cfg,
+            vec![VirtualAddress::host(IpAddr::from([192, 0, 2, 100]))],
+        )
+    }
+
+    async fn start(instances: Vec<InstanceSpec>, groups: Vec<SyncGroupSpec>) -> Result<(), Error> {
+        // Setup errors return before anything runs; a valid setup would run
+        // until the (immediate) shutdown.
+        run(instances, groups, async {}).await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn setup_errors() {
+        let r = start(vec![spec("a", "eth0", 1), spec("b", "eth0", 1)], vec![]).await;
+        assert!(
+            matches!(r, Err(Error::DuplicateVrid { vrid: 1, .. })),
+            "{r:?}"
+        );
+        let r = start(vec![spec("a", "eth0", 1), spec("a", "eth0", 2)], vec![]).await;
+        assert!(matches!(r, Err(Error::DuplicateName(_))), "{r:?}");
+        let group = |members: &[&str]| SyncGroupSpec {
+            name: "g".into(),
+            instances: members.iter().map(|m| m.to_string()).collect(),
+        };
+        let r = start(vec![spec("a", "eth0", 1)], vec![group(&["a", "x"])]).await;
+        assert!(matches!(r, Err(Error::UnknownSyncMember { .. })), "{r:?}");
+        let r = start(vec![spec("a", "eth0", 1)], vec![group(&["a", "a"])]).await;
+        assert!(matches!(r, Err(Error::DuplicateSyncMember { .. })), "{r:?}");
+        let r = start(vec![spec("a", "no-such-if0", 1)], vec![]).await;
+        assert!(
+            matches!(&r, Err(Error::Interface { interface, .. }) if interface == "no-such-if0"),
+            "{r:?}"
+        );
+        let mut bad = spec("a", "lo", 1);
+        bad.virtual_addresses = vec![VirtualAddress::new(IpAddr::from([192, 0, 2, 100]), 40)];
+        let r = start(vec![bad], vec![]).await;
+        assert!(matches!(r, Err(Error::BadPrefix { .. })), "{r:?}");
+    }
+
     #[test]
     fn parse_virtual_address() {
         let v: VirtualAddress = "192.0.2.10/24"
