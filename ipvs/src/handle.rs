@@ -84,6 +84,22 @@ fn at(object: Object) -> impl FnOnce(TransportError) -> ApiError {
     move |e| ApiError::from_transport(e, Some(object))
 }
 
+/// The longest wait for the answer to a sync daemon stop (see [`Ipvs::stop_daemon`]).
+pub const STOP_DAEMON_WAIT: Duration = Duration::from_secs(2);
+
+/// After an unanswered stop: success if no daemon of that state runs any more.
+fn stopped_or_timeout(
+    running: &[ipvs_sys::DaemonAttrs],
+    stopped: &ipvs_sys::DaemonAttrs,
+    result: Result<(), TransportError>,
+) -> Result<(), ApiError> {
+    if running.iter().any(|d| d.state == stopped.state) {
+        result.map_err(at(Object::SyncDaemon))
+    } else {
+        Ok(())
+    }
+}
+
 fn global(e: TransportError) -> ApiError {
     ApiError::from_transport(e, None)
 }
@@ -586,10 +602,25 @@ impl Ipvs {
     }
 
     /// Stops the master or backup sync daemon.
+    ///
+    /// The kernel sends no reply at all when it stops a sync thread that has not run yet
+    /// (`kthread_stop` returns `-EINTR`, and netlink drops the answer to a handler that
+    /// returns `-EINTR`): the daemon is stopped, but the request is never answered. So
+    /// the wait is short ([`STOP_DAEMON_WAIT`] at most), and an unanswered stop is
+    /// checked against the list of daemons instead of being reported as a failure.
     pub fn stop_daemon(&mut self, state: SyncState) -> Result<(), ApiError> {
-        self.sock
-            .execute(&IpvsMessage::del_daemon(daemon_state_attrs(state)))
-            .map_err(at(Object::SyncDaemon))
+        let attrs = daemon_state_attrs(state);
+        let timeout = self.sock.timeout();
+        self.sock.set_timeout(timeout.min(STOP_DAEMON_WAIT));
+        let result = self.sock.execute(&IpvsMessage::del_daemon(attrs.clone()));
+        self.sock.set_timeout(timeout);
+        match result {
+            Err(TransportError::Timeout { .. }) => {
+                let running = self.sock.daemons().map_err(at(Object::SyncDaemon))?;
+                stopped_or_timeout(&running, &attrs, result)
+            }
+            other => other.map_err(at(Object::SyncDaemon)),
+        }
     }
 
     /// The running sync daemons (the kernel reports every option, defaults included).
@@ -862,10 +893,21 @@ mod async_handle {
 
         /// See [`Ipvs::stop_daemon`].
         pub async fn stop_daemon(&mut self, state: SyncState) -> Result<(), ApiError> {
-            self.sock
-                .execute(&IpvsMessage::del_daemon(daemon_state_attrs(state)))
-                .await
-                .map_err(at(Object::SyncDaemon))
+            let attrs = daemon_state_attrs(state);
+            let timeout = self.sock.timeout();
+            self.sock.set_timeout(timeout.min(STOP_DAEMON_WAIT));
+            let result = self
+                .sock
+                .execute(&IpvsMessage::del_daemon(attrs.clone()))
+                .await;
+            self.sock.set_timeout(timeout);
+            match result {
+                Err(TransportError::Timeout { .. }) => {
+                    let running = self.sock.daemons().await.map_err(at(Object::SyncDaemon))?;
+                    stopped_or_timeout(&running, &attrs, result)
+                }
+                other => other.map_err(at(Object::SyncDaemon)),
+            }
         }
 
         /// See [`Ipvs::daemons`].

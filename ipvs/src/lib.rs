@@ -56,4 +56,4 @@ pub mod netlink;
 pub mod reconcile;
 #[cfg(feature = "tokio")]
 pub use handle::AsyncIpvs;
-pub use handle::{ApiError, DestinationStats, Ipvs, Observed, ServiceStats};
+pub use handle::{ApiError, DestinationStats, Ipvs, Observed, STOP_DAEMON_WAIT, ServiceStats};

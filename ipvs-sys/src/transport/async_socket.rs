@@ -75,6 +75,11 @@ impl AsyncIpvsSocket {
         self.io.get_mut().set_timeout(timeout);
     }
 
+    /// How long each wait for replies lasts.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.io.get_ref().timeout()
+    }
+
     async fn exchange(
         &mut self,
         msgs: &[IpvsMessage],

@@ -197,6 +197,11 @@ impl IpvsSocket {
         self.timeout = timeout;
     }
 
+    /// How long each wait for a reply lasts.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn next_seq(&mut self, n: usize) -> u32 {
         let first = self.seq;
         self.seq = self.seq.wrapping_add(u32::try_from(n).unwrap_or(u32::MAX));
