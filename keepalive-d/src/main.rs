@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! keepalive-d check --config FILE   validate FILE; exit 0 if valid, 1 if not
-//! keepalive-d run --config FILE     run the daemon (not implemented yet: exits 2)
+//! keepalive-d run --config FILE     run VRRP in the foreground until SIGTERM/SIGINT
 //! keepalive-d --version
 //! ```
 //!
@@ -35,7 +35,10 @@ enum Command {
         #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Run the daemon with a configuration file (not implemented yet: validates, then exits 2).
+    /// Run the daemon in the foreground: VRRP instances and sync groups from the
+    /// configuration, until SIGTERM or SIGINT (then every master sends priority 0 and
+    /// removes its addresses). `virtual_servers` are not programmed yet: a configuration
+    /// with any is refused (exit 2) rather than half run.
     Run {
         /// The configuration file.
         #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
@@ -45,6 +48,8 @@ enum Command {
 
 /// Exit status for an invalid configuration.
 const EXIT_INVALID: u8 = 1;
+/// Exit status when the daemon fails at run time.
+const EXIT_FAILED: u8 = 1;
 /// Exit status for a feature that does not exist yet.
 const EXIT_NOT_IMPLEMENTED: u8 = 2;
 
@@ -66,14 +71,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Run { config } => match load(&config) {
-            Ok(_) => {
-                tracing::error!(
-                    config = %config.display(),
-                    "the configuration is valid, but `keepalive-d run` is not implemented yet: \
-                     the daemon (VRRP, health checks, IPVS programming) is still being written"
-                );
-                ExitCode::from(EXIT_NOT_IMPLEMENTED)
-            }
+            Ok(parsed) => run(&config, &parsed),
             Err(code) => code,
         },
     }
@@ -99,4 +97,60 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Runs the VRRP instances of `cfg` until SIGTERM or SIGINT.
+fn run(path: &std::path::Path, cfg: &Config) -> ExitCode {
+    if !cfg.virtual_servers.is_empty() {
+        tracing::error!(
+            config = %path.display(),
+            "`virtual_servers` are not programmed by this version yet (health checks and \
+             IPVS programming are still being written); refusing to run half the configuration"
+        );
+        return ExitCode::from(EXIT_NOT_IMPLEMENTED);
+    }
+    let (instances, groups) = keepalive_d::vrrp_io::from_config::specs(cfg);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    tracing::info!(config = %path.display(), instances = instances.len(), "running");
+    let result = runtime.block_on(async {
+        let stop = match stop_signal() {
+            Ok(stop) => stop,
+            Err(e) => return Err(format!("cannot catch SIGTERM/SIGINT: {e}")),
+        };
+        keepalive_d::vrrp_io::run(instances, groups, stop)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    })
 }

@@ -96,19 +96,88 @@ fn check_reports_a_missing_file() {
 }
 
 #[test]
-fn run_validates_then_says_it_is_not_implemented() {
-    let good = crate_file("examples/configs/vrrp-pair.yaml");
-    let out = keepalive_d(&["run", "--config", good.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("not implemented yet"), "{stderr}");
-
+fn run_refuses_invalid_configs_and_virtual_servers() {
     let bad = crate_file("tests/bad-configs/vrrp-vrid-zero.yaml");
     let out = keepalive_d(&["run", "--config", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains(":4:11: `vrid` must be"), "{stderr}");
-    assert!(!stderr.contains("not implemented"), "{stderr}");
+
+    // IPVS programming does not exist yet: a config with virtual servers is refused
+    // rather than run halfway.
+    let farm = crate_file("examples/configs/web-farm.yaml");
+    let out = keepalive_d(&["run", "--config", farm.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("`virtual_servers` are not programmed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_holds_the_vip_as_master_and_gives_it_up_on_sigterm() {
+    use ipvs_integration::netns::TestNs;
+    let ns = TestNs::new("kad-run").unwrap();
+    ns.run(
+        "ip",
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ],
+    )
+    .unwrap();
+    ns.run("ip", &["link", "set", "eth1", "up"]).unwrap();
+    ns.run("ip", &["addr", "add", "192.0.2.2/24", "dev", "eth0"])
+        .unwrap();
+    ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("kad-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("keepalive-d.yaml");
+    std::fs::write(
+        &conf,
+        "vrrp_instances:\n  - name: vi1\n    interface: eth0\n    vrid: 51\n    \
+         priority: 200\n    advert_interval: 100ms\n    virtual_ips: [192.0.2.10/24]\n",
+    )
+    .unwrap();
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_keepalive-d"))
+        .args(["run", "--config", conf.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let has_vip = || {
+        ns.run("ip", &["-o", "addr", "show", "dev", "eth0"])
+            .unwrap()
+            .contains("192.0.2.10/24")
+    };
+    // Alone on the link, it becomes master after the master-down interval (~0.3 s).
+    let start = std::time::Instant::now();
+    while !has_vip() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "never became master"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("keepalive-d did not stop on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!has_vip(), "the VIP is still there after a graceful stop");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
