@@ -56,10 +56,10 @@
 //! [`Action::RemoveAddresses`] are rtnetlink address changes on the
 //! interface; do them in order, before the gratuitous ARPs that follow.
 //! [`Action::SendGratuitous`] asks for `repeat` gratuitous ARPs (IPv4) or
-//! unsolicited neighbour advertisements with the override flag only, as
-//! keepalived 2.2.7 sends them (captured: `tests/captured/keepalived.txt`), not the router flag
-//! (IPv6) per address; spacing them (keepalived's `garp_interval`) is the
-//! daemon's choice. Send them from [`virtual_mac`] when using a VMAC
+//! unsolicited neighbour advertisements (IPv6) per address; keepalived 2.2.7
+//! sets only the override flag in those, not the router flag (see
+//! `tests/captured/keepalived.txt`). Spacing them (keepalived's
+//! `garp_interval`) is the daemon's choice. Send them from [`virtual_mac`] when using a VMAC
 //! interface, otherwise from the interface's MAC as keepalived does
 //! without `use_vmac`.
 //!
