@@ -3,6 +3,11 @@
 //! ```text
 //! keepalive-d check --config FILE   validate FILE; exit 0 if valid, 1 if not
 //! keepalive-d run --config FILE     run VRRP in the foreground until SIGTERM/SIGINT
+//! keepalive-d ipvs list [--stats|--rate|--json]   the IPVS table, as `ipvsadm -L -n`
+//! keepalive-d ipvs save                            `ipvsadm -S -n`
+//! keepalive-d ipvs restore [--dry-run] < FILE      `ipvsadm -R`, as one batched reconcile
+//! keepalive-d ipvs zero                            `ipvsadm -Z`
+//! keepalive-d ipvs flush                           `ipvsadm -C`
 //! keepalive-d --version
 //! ```
 //!
@@ -15,6 +20,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use keepalive_d::config::{self, Config};
 use tracing_subscriber::EnvFilter;
+
+mod ipvs_cli;
 
 /// Default configuration file.
 const DEFAULT_CONFIG: &str = "/etc/keepalive-d/keepalive-d.yaml";
@@ -44,6 +51,39 @@ enum Command {
         #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Read and change the kernel's IPVS table, like ipvsadm.
+    #[command(subcommand)]
+    Ipvs(IpvsCommand),
+}
+
+/// `keepalive-d ipvs ...`: ipvsadm's everyday commands.
+#[derive(Debug, Subcommand)]
+enum IpvsCommand {
+    /// Print the table like `ipvsadm -L -n`.
+    List {
+        /// Counters, like `ipvsadm -L -n --stats`.
+        #[arg(long, conflicts_with_all = ["rate", "json"])]
+        stats: bool,
+        /// Rates, like `ipvsadm -L -n --rate`.
+        #[arg(long, conflicts_with = "json")]
+        rate: bool,
+        /// The table with its counters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the table in the `ipvsadm -S -n` format.
+    Save,
+    /// Read the `ipvsadm -S` format on stdin and add it to the table in one batch, like
+    /// `ipvsadm -R` (other services are left alone).
+    Restore {
+        /// Print the operations instead of applying them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Zero every counter, like `ipvsadm -Z`.
+    Zero,
+    /// Delete every service, like `ipvsadm -C`.
+    Flush,
 }
 
 /// Exit status for an invalid configuration.
@@ -73,6 +113,13 @@ fn main() -> ExitCode {
         Command::Run { config } => match load(&config) {
             Ok(parsed) => run(&config, &parsed),
             Err(code) => code,
+        },
+        Command::Ipvs(cmd) => match ipvs_cli::run(&cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("keepalive-d: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
         },
     }
 }

@@ -189,3 +189,50 @@ fn version_is_printed() {
         format!("keepalive-d {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Runs keepalive-d with `input` on stdin.
+fn keepalive_d_with_input(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keepalive-d"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ipvs_restore_reports_the_bad_line_and_exits_1() {
+    // The input is parsed before IPVS is touched: this works without IPVS.
+    let out = keepalive_d_with_input(
+        &["ipvs", "restore", "--dry-run"],
+        "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 1\n-A -t 192.0.2.2:80 -s rr --bogus\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("keepalive-d: line 3"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn ipvs_save_without_ipvs_exits_1() {
+    // Our machines and CI never have IPVS on the host (no /proc/net/ip_vs); the kernel
+    // tests run it in the lab VM.
+    let out = keepalive_d(&["ipvs", "save"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("keepalive-d: "), "{stderr}");
+    assert!(stderr.contains("IPVS is not available"), "{stderr}");
+}

@@ -138,6 +138,17 @@ struct TestBinary {
 
 fn build_tests() -> Result<Vec<TestBinary>, LabError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The CLI tests (cli_ipvs) run the keepalive-d binary: <dir of the test exe>/../keepalive-d.
+    eprintln!("lab: building keepalive-d");
+    let status = Command::new(&cargo)
+        .args(["build", "-p", "keepalive-d"])
+        .status()
+        .map_err(|e| LabError::Build(format!("cannot run cargo: {e}")))?;
+    if !status.success() {
+        return Err(LabError::Build(format!(
+            "cargo build -p keepalive-d failed ({status})"
+        )));
+    }
     eprintln!("lab: building the kernel tests");
     let mut child = Command::new(cargo)
         .args([

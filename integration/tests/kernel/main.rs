@@ -5,6 +5,7 @@
 // Test code: helpers may unwrap and panic (the workspace lints are for library code).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli_ipvs;
 mod ipvs_api;
 mod lab_ipvsadm;
 mod sys_matrix;
