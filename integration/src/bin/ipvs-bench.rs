@@ -25,6 +25,10 @@ struct Args {
     /// Requests per sendmsg on the batched paths.
     #[arg(long, default_value_t = 512)]
     batch: usize,
+    /// Also measure `keepalive-d ipvs restore` (this binary) and reconciles of the
+    /// loaded table with the ipvs crate.
+    #[arg(long, value_name = "PATH")]
+    keepalive_d: Option<std::path::PathBuf>,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -182,7 +186,109 @@ fn main() -> Result<(), BoxError> {
         x(typed_dump, raw_dump),
         x(ipvsadm_list_same, typed_dump)
     )?;
+    if let Some(kad) = &a.keepalive_d {
+        reconcile(&a, kad, &script, ipvsadm_restore, &mut out)?;
+    }
     print!("{out}");
+    Ok(())
+}
+
+/// `keepalive-d ipvs restore` against `ipvsadm -R`, then reconciles of the loaded table.
+fn reconcile(
+    a: &Args,
+    kad: &std::path::Path,
+    script: &str,
+    ipvsadm_restore: Duration,
+    out: &mut String,
+) -> Result<(), BoxError> {
+    use std::io::Write as _;
+    let ns = TestNs::new("bench-kad")?;
+    let mut child = ns
+        .command(&kad.display().to_string())
+        .args(["ipvs", "restore"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let t = Instant::now();
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(script.as_bytes())?;
+    let status = child.wait()?;
+    let restore = t.elapsed();
+    if !status.success() {
+        return Err(format!("keepalive-d ipvs restore: {status}").into());
+    }
+    let s = |d: Duration| format!("{:.3} s", d.as_secs_f64());
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| restore {} services x {} destinations | time | faster than ipvsadm -R |",
+        a.services, a.dests
+    )?;
+    writeln!(out, "| --- | --- | --- |")?;
+    writeln!(out, "| ipvsadm -R | {} | 1.0x |", s(ipvsadm_restore))?;
+    writeln!(
+        out,
+        "| **keepalive-d ipvs restore** (parse, one dump, plan, batched writes) | **{}** | **{:.1}x** |",
+        s(restore),
+        ipvsadm_restore.as_secs_f64() / restore.as_secs_f64().max(1e-9)
+    )?;
+
+    // Reconciles of the loaded table through the ipvs crate.
+    let mut ipvs = ipvs::Ipvs::open_in_netns(format!("/run/netns/{}", ns.name()))?;
+    ipvs.set_timeout(Duration::from_secs(120));
+    let desired = ipvs::ipvsadm::parse(script)?;
+    let opts = ipvs::reconcile::ApplyOptions::default();
+    let mut run = |label: &str, table: &ipvs::Table, out: &mut String| -> Result<(), BoxError> {
+        let t = Instant::now();
+        let report = ipvs.apply(table, &opts)?;
+        let took = t.elapsed();
+        if !report.is_complete() {
+            return Err(format!("{label}: apply incomplete:\n{report}").into());
+        }
+        writeln!(out, "| {label} | {} | {} |", report.plan().len(), s(took))?;
+        Ok(())
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| reconcile the loaded table | writes | time (one dump, plan, writes) |"
+    )?;
+    writeln!(out, "| --- | --- | --- |")?;
+    run("no change", &desired, out)?;
+    let mut one = desired.clone();
+    change_weights(&mut one, 1)?;
+    run("one destination weight changed", &one, out)?;
+    let mut pct = desired.clone();
+    change_weights(&mut pct, (a.services * a.dests / 100) as usize)?;
+    run(
+        "1% of destinations changed (one of them already, above)",
+        &pct,
+        out,
+    )?;
+    Ok(())
+}
+
+/// Sets a new weight on the first `n` destinations (in table order).
+fn change_weights(table: &mut ipvs::Table, n: usize) -> Result<(), BoxError> {
+    let mut left = n;
+    let keys: Vec<ipvs::ServiceKey> = table.services().map(|s| *s.key()).collect();
+    for key in keys {
+        let Some(svc) = table.service_mut(&key) else {
+            continue;
+        };
+        let dests: Vec<ipvs::Destination> = svc.destinations().cloned().collect();
+        for d in dests {
+            if left == 0 {
+                return Ok(());
+            }
+            let w = d.weight() + 1;
+            svc.set_destination(d.with_weight(w)?)?;
+            left -= 1;
+        }
+    }
     Ok(())
 }
 
