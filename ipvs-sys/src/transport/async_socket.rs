@@ -1,6 +1,6 @@
 //! The async (tokio) socket: [`AsyncIpvsSocket`].
 
-use super::exchange::{AckMode, Chunk, DataMode};
+use super::exchange::{AckMode, Chunk};
 use super::{BatchOptions, BatchReport, IpvsSocket, TransportError, ops};
 use crate::daemon::DaemonAttrs;
 use crate::dest::DestAttrs;
@@ -87,11 +87,9 @@ impl AsyncIpvsSocket {
         max_bytes: usize,
         ack: AckMode,
         op: &'static str,
-        mode: DataMode,
     ) -> Result<(Chunk, usize), TransportError> {
         let inner = self.io.get_mut();
         let (mut chunk, count) = inner.send_chunk(msgs, max_count, max_bytes, ack, op)?;
-        chunk.set_mode(mode);
         let timeout = inner.timeout;
         let wait = async {
             while !chunk.is_complete() {
@@ -127,35 +125,29 @@ impl AsyncIpvsSocket {
         Ok((chunk, count))
     }
 
-    async fn exchange_one(
-        &mut self,
-        msg: &IpvsMessage,
-        mode: DataMode,
-    ) -> Result<Chunk, TransportError> {
+    async fn exchange_one(&mut self, msg: &IpvsMessage) -> Result<Chunk, TransportError> {
         let op = super::error::operation(msg.command);
         let one = std::slice::from_ref(msg);
         Ok(self
-            .exchange(one, 1, usize::MAX, AckMode::EveryMessage, op, mode)
+            .exchange(one, 1, usize::MAX, AckMode::EveryMessage, op)
             .await?
             .0)
     }
 
     /// Sends one request that changes state and waits for its ACK.
     pub async fn execute(&mut self, msg: &IpvsMessage) -> Result<(), TransportError> {
-        ops::execute_result(msg, self.exchange_one(msg, DataMode::Messages).await?)
+        ops::execute_result(msg, self.exchange_one(msg).await?)
     }
 
     /// Sends one non-dump `GET_*` request and returns its data reply.
     pub async fn get(&mut self, msg: &IpvsMessage) -> Result<IpvsMessage, TransportError> {
-        ops::get_result(msg, self.exchange_one(msg, DataMode::Messages).await?)
+        ops::get_result(msg, self.exchange_one(msg).await?)
     }
 
     /// Runs a dump request and returns every entry (an interrupted dump is run again).
     pub async fn dump(&mut self, msg: &IpvsMessage) -> Result<Vec<IpvsMessage>, TransportError> {
         for _ in 0..ops::DUMP_ATTEMPTS {
-            if let Some(entries) =
-                ops::dump_result(msg, self.exchange_one(msg, DataMode::Messages).await?)?
-            {
+            if let Some(entries) = ops::dump_result(msg, self.exchange_one(msg).await?)? {
                 return Ok(entries);
             }
         }
@@ -172,14 +164,7 @@ impl AsyncIpvsSocket {
         let mut report = BatchReport::default();
         while let Some(rest) = ops::unsent(msgs, &report) {
             let (chunk, count) = self
-                .exchange(
-                    rest,
-                    opts.chunk,
-                    opts.chunk_bytes,
-                    opts.ack,
-                    "batch",
-                    DataMode::Messages,
-                )
+                .exchange(rest, opts.chunk, opts.chunk_bytes, opts.ack, "batch")
                 .await?;
             if !ops::record_chunk(&mut report, msgs, chunk, count, opts) {
                 break;
@@ -205,16 +190,9 @@ impl AsyncIpvsSocket {
         &mut self,
         service: &ServiceAttrs,
     ) -> Result<Vec<DestAttrs>, TransportError> {
-        let msg = IpvsMessage::dump_dests(service.key());
-        for _ in 0..ops::DUMP_ATTEMPTS {
-            let chunk = self
-                .exchange_one(&msg, DataMode::Destinations(service.af))
-                .await?;
-            if let Some(dests) = ops::dests_result(&msg, chunk)? {
-                return Ok(dests);
-            }
-        }
-        Err(ops::dump_interrupted(&msg))
+        Ok(ops::dests_of(
+            self.dump(&IpvsMessage::dump_dests(service.key())).await?,
+        ))
     }
 
     /// The running sync daemons.

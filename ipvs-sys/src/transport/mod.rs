@@ -35,7 +35,7 @@ mod ops;
 pub use async_socket::AsyncIpvsSocket;
 
 pub use error::{ErrorKind, KernelError, TransportError};
-pub use exchange::{AckMode, DataMode, Outcome};
+pub use exchange::{AckMode, Outcome};
 
 use crate::daemon::DaemonAttrs;
 use crate::dest::DestAttrs;
@@ -389,10 +389,8 @@ impl IpvsSocket {
         max_bytes: usize,
         ack: AckMode,
         op: &'static str,
-        mode: DataMode,
     ) -> Result<(Chunk, usize), TransportError> {
         let (mut chunk, count) = self.send_chunk(msgs, max_count, max_bytes, ack, op)?;
-        chunk.set_mode(mode);
         let deadline = Instant::now() + self.timeout;
         while !chunk.is_complete() {
             let n = self.recv(deadline, op)?;
@@ -402,30 +400,33 @@ impl IpvsSocket {
     }
 
     /// Sends one request and waits for all of its replies.
-    fn exchange_one(&mut self, msg: &IpvsMessage, mode: DataMode) -> Result<Chunk, TransportError> {
+    fn exchange_one(&mut self, msg: &IpvsMessage) -> Result<Chunk, TransportError> {
         let op = error::operation(msg.command);
-        let one = std::slice::from_ref(msg);
-        let (chunk, _) = self.exchange(one, 1, usize::MAX, AckMode::EveryMessage, op, mode)?;
+        let (chunk, _) = self.exchange(
+            std::slice::from_ref(msg),
+            1,
+            usize::MAX,
+            AckMode::EveryMessage,
+            op,
+        )?;
         Ok(chunk)
     }
 
     /// Sends one request that changes state and waits for its ACK.
     pub fn execute(&mut self, msg: &IpvsMessage) -> Result<(), TransportError> {
-        ops::execute_result(msg, self.exchange_one(msg, DataMode::Messages)?)
+        ops::execute_result(msg, self.exchange_one(msg)?)
     }
 
     /// Sends one non-dump `GET_*` request and returns its data reply.
     pub fn get(&mut self, msg: &IpvsMessage) -> Result<IpvsMessage, TransportError> {
-        ops::get_result(msg, self.exchange_one(msg, DataMode::Messages)?)
+        ops::get_result(msg, self.exchange_one(msg)?)
     }
 
     /// Runs a dump request and returns every entry; a dump interrupted by a concurrent
     /// change (`NLM_F_DUMP_INTR`) is run again.
     pub fn dump(&mut self, msg: &IpvsMessage) -> Result<Vec<IpvsMessage>, TransportError> {
         for _ in 0..ops::DUMP_ATTEMPTS {
-            if let Some(entries) =
-                ops::dump_result(msg, self.exchange_one(msg, DataMode::Messages)?)?
-            {
+            if let Some(entries) = ops::dump_result(msg, self.exchange_one(msg)?)? {
                 return Ok(entries);
             }
         }
@@ -441,14 +442,8 @@ impl IpvsSocket {
     ) -> Result<BatchReport, TransportError> {
         let mut report = BatchReport::default();
         while let Some(rest) = ops::unsent(msgs, &report) {
-            let (chunk, count) = self.exchange(
-                rest,
-                opts.chunk,
-                opts.chunk_bytes,
-                opts.ack,
-                "batch",
-                DataMode::Messages,
-            )?;
+            let (chunk, count) =
+                self.exchange(rest, opts.chunk, opts.chunk_bytes, opts.ack, "batch")?;
             if !ops::record_chunk(&mut report, msgs, chunk, count, opts) {
                 break;
             }
@@ -467,20 +462,14 @@ impl IpvsSocket {
     }
 
     /// The destinations of `service`, with their statistics (empty if the service does
-    /// not exist: the kernel answers such a dump with nothing, not an error). The entries
-    /// are decoded straight into `DestAttrs` ([`DataMode::Destinations`]).
+    /// not exist: the kernel answers such a dump with nothing, not an error).
     pub fn destinations(
         &mut self,
         service: &ServiceAttrs,
     ) -> Result<Vec<DestAttrs>, TransportError> {
-        let msg = IpvsMessage::dump_dests(service.key());
-        for _ in 0..ops::DUMP_ATTEMPTS {
-            let chunk = self.exchange_one(&msg, DataMode::Destinations(service.af))?;
-            if let Some(dests) = ops::dests_result(&msg, chunk)? {
-                return Ok(dests);
-            }
-        }
-        Err(ops::dump_interrupted(&msg))
+        Ok(ops::dests_of(
+            self.dump(&IpvsMessage::dump_dests(service.key()))?,
+        ))
     }
 
     /// The running sync daemons.

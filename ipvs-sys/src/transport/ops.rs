@@ -49,20 +49,6 @@ pub(crate) fn dump_result(
     Ok(Some(data.into_iter().map(|(_, m)| m).collect()))
 }
 
-/// The destinations of a dump run in [`super::DataMode::Destinations`], or `None` if it
-/// was interrupted and must be run again.
-pub(crate) fn dests_result(
-    msg: &IpvsMessage,
-    mut chunk: Chunk,
-) -> Result<Option<Vec<DestAttrs>>, TransportError> {
-    if chunk.interrupted() {
-        return Ok(None);
-    }
-    let dests = chunk.take_destinations();
-    refused(msg, chunk.finish().0)?;
-    Ok(Some(dests))
-}
-
 pub(crate) fn dump_interrupted(msg: &IpvsMessage) -> TransportError {
     TransportError::DumpInterrupted {
         op: error::operation(msg.command),
@@ -129,6 +115,12 @@ pub(crate) fn service_of(m: IpvsMessage) -> Result<ServiceAttrs, TransportError>
             op: "get service",
             what: "no service in the reply",
         })
+}
+
+pub(crate) fn dests_of(msgs: Vec<IpvsMessage>) -> Vec<DestAttrs> {
+    msgs.into_iter()
+        .filter_map(|m| cmd_attrs(m)?.dest)
+        .collect()
 }
 
 pub(crate) fn daemons_of(msgs: Vec<IpvsMessage>) -> Vec<DaemonAttrs> {
