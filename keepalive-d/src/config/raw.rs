@@ -21,6 +21,8 @@ pub(crate) struct RawConfig {
     pub vrrp_sync_groups: Option<List<RawSyncGroup>>,
     #[serde(default)]
     pub virtual_servers: Option<List<RawVirtualServer>>,
+    #[serde(default)]
+    pub ipvs: Option<S<RawIpvs>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +189,10 @@ pub(crate) struct RawCheck {
     #[serde(default)]
     pub host: Option<S<String>>,
     #[serde(default)]
+    pub ca: Option<S<String>>,
+    #[serde(default)]
+    pub source: Option<S<String>>,
+    #[serde(default)]
     pub dns: Option<S<RawDns>>,
     #[serde(default)]
     pub exec: Option<S<RawExec>>,
@@ -226,4 +232,15 @@ pub(crate) struct RawRealServer {
     pub weight: Option<S<String>>,
     #[serde(default)]
     pub check: Option<S<RawCheck>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIpvs {
+    #[serde(default)]
+    pub reconcile_interval: Option<S<String>>,
+    #[serde(default)]
+    pub coalesce: Option<S<String>>,
+    #[serde(default)]
+    pub on_stop: Option<S<String>>,
 }

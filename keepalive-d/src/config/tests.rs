@@ -140,8 +140,10 @@ virtual_servers:
             expect_status: vec![200],
             expect_body: None,
             host: None,
+            ca: None,
         })
     );
+    assert_eq!(check.source, None);
     // The default timeout never exceeds a short interval.
     let fast = config.virtual_servers[1].real_servers[0]
         .check
@@ -568,4 +570,49 @@ proptest! {
         prop_assert_eq!(config.vrrp_instances[0].priority, priority);
         prop_assert_eq!(config.virtual_servers[0].real_servers[0].weight, weight);
     }
+}
+
+#[test]
+fn ipvs_section_defaults_and_values() {
+    let base = "virtual_servers:\n  - { name: web, vip: 192.0.2.10:80, real_servers: [{ address: 10.0.0.1:80 }] }\n";
+    let config = parse(base);
+    assert_eq!(config.ipvs, IpvsSettings::default());
+    assert_eq!(config.ipvs.reconcile_interval, Duration::from_secs(10));
+    assert_eq!(config.ipvs.on_stop, OnStop::Remove);
+    let config = parse(&format!(
+        "{base}ipvs: {{ reconcile_interval: 2s, coalesce: 10ms, on_stop: keep }}\n"
+    ));
+    assert_eq!(
+        config.ipvs,
+        IpvsSettings {
+            reconcile_interval: Duration::from_secs(2),
+            coalesce: Duration::from_millis(10),
+            on_stop: OnStop::Keep,
+        }
+    );
+}
+
+#[test]
+fn check_source_and_ca() {
+    let config = parse(
+        "
+virtual_servers:
+  - name: web
+    vip: 192.0.2.10:443
+    check: { type: https, ca: /etc/ssl/lab-ca.pem, source: 10.0.0.2, host: www.example.test }
+    real_servers: [{ address: 10.0.0.1:443 }]
+  - name: web6
+    vip: \"[2001:db8::10]:80\"
+    check: { type: tcp, source: \"2001:db8::2\" }
+    real_servers: [{ address: \"[2001:db8::1]:80\" }]
+",
+    );
+    let check = config.virtual_servers[0].real_servers[0].check.clone().unwrap();
+    assert_eq!(check.source, Some("10.0.0.2".parse().unwrap()));
+    let CheckKind::Https(http) = check.kind else {
+        panic!("not https: {:?}", check.kind)
+    };
+    assert_eq!(http.ca.as_deref(), Some(Path::new("/etc/ssl/lab-ca.pem")));
+    let check6 = config.virtual_servers[1].real_servers[0].check.clone().unwrap();
+    assert_eq!(check6.source, Some("2001:db8::2".parse().unwrap()));
 }

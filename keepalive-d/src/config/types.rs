@@ -17,6 +17,39 @@ pub struct Config {
     pub vrrp_sync_groups: Vec<SyncGroup>,
     /// IPVS virtual servers (`virtual_servers`), in file order.
     pub virtual_servers: Vec<VirtualServer>,
+    /// How the IPVS table is kept (`ipvs`).
+    pub ipvs: IpvsSettings,
+}
+
+/// What happens to the daemon's own IPVS services when it stops (`ipvs.on_stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStop {
+    /// Delete the services the configuration defines (the default).
+    #[default]
+    Remove,
+    /// Leave the table as it is, e.g. for an upgrade: the next start adopts it.
+    Keep,
+}
+
+/// The `ipvs` section: how the daemon keeps the kernel table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpvsSettings {
+    /// Time between full reconciles that repair drift (e.g. a table flushed by hand).
+    pub reconcile_interval: Duration,
+    /// How long health changes are gathered before they are written as one batch.
+    pub coalesce: Duration,
+    /// What happens to the daemon's services on stop.
+    pub on_stop: OnStop,
+}
+
+impl Default for IpvsSettings {
+    fn default() -> Self {
+        Self {
+            reconcile_interval: Duration::from_secs(10),
+            coalesce: Duration::from_millis(50),
+            on_stop: OnStop::Remove,
+        }
+    }
 }
 
 impl Config {
@@ -485,6 +518,10 @@ pub struct HttpCheck {
     pub expect_body: Option<BodyPattern>,
     /// `Host` header and TLS SNI; when absent the real server's address is used.
     pub host: Option<String>,
+    /// `https` only: PEM file of the certificate authorities the server's certificate must
+    /// chain to (and then its name must match `host`). Without it the certificate is not
+    /// verified, like keepalived's `SSL_GET`.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// A DNS check.
@@ -526,6 +563,8 @@ pub struct Check {
     pub fall: u32,
     /// Port to probe instead of the real server's port (network checks only).
     pub port: Option<u16>,
+    /// Source address of the probes (network checks only; same family as the server).
+    pub source: Option<IpAddr>,
 }
 
 /// Quorum (`quorum`): how many real servers must be up for the service to be "up".

@@ -12,14 +12,14 @@ use serde_saphyr::Location;
 
 use super::error::{ConfigError, ConfigErrors, Position};
 use super::raw::{
-    List, RawCheck, RawConfig, RawGarp, RawNotify, RawPersistence, RawQuorum, RawRealServer,
-    RawSyncGroup, RawTrackScript, RawTunnel, RawVirtualServer, RawVrrpInstance, S,
+    List, RawCheck, RawConfig, RawGarp, RawIpvs, RawNotify, RawPersistence, RawQuorum,
+    RawRealServer, RawSyncGroup, RawTrackScript, RawTunnel, RawVirtualServer, RawVrrpInstance, S,
 };
 use super::types::{
     AddressFamily, BodyPattern, Check, CheckKind, Command, Config, DnsCheck, DnsRecordType,
-    Forward, Garp, HttpCheck, Notify, Persistence, Protocol, Quorum, RealServer, Scheduler,
-    SchedulerFlag, ServiceKey, SyncGroup, TrackScript, Tunnel, TunnelChecksum, TunnelEncap,
-    VirtualIp, VirtualServer, VrrpInstance, VrrpVersion,
+    Forward, Garp, HttpCheck, IpvsSettings, Notify, OnStop, Persistence, Protocol, Quorum,
+    RealServer, Scheduler, SchedulerFlag, ServiceKey, SyncGroup, TrackScript, Tunnel,
+    TunnelChecksum, TunnelEncap, VirtualIp, VirtualServer, VrrpInstance, VrrpVersion,
 };
 use super::{parse_duration, sanitize};
 
@@ -382,6 +382,10 @@ impl Validator<'_> {
             vrrp_instances: Vec::new(),
             vrrp_sync_groups: Vec::new(),
             virtual_servers: Vec::new(),
+            ipvs: raw
+                .ipvs
+                .as_ref()
+                .map_or_else(IpvsSettings::default, |r| self.ipvs_settings(&r.value)),
         };
         if instances_raw.is_empty() && servers_raw.is_empty() {
             // About the file as a whole: reported at its start.
@@ -423,6 +427,41 @@ impl Validator<'_> {
             }
         }
         config
+    }
+
+    // ---- ipvs ----------------------------------------------------------------------------
+
+    fn ipvs_settings(&mut self, r: &RawIpvs) -> IpvsSettings {
+        let defaults = IpvsSettings::default();
+        let reconcile_interval = self.opt_duration(
+            &r.reconcile_interval,
+            "reconcile_interval",
+            defaults.reconcile_interval,
+        );
+        if let Some(s) = &r.reconcile_interval {
+            if reconcile_interval < Duration::from_secs(1) {
+                self.err(&s.referenced, "`reconcile_interval` must be at least 1s");
+            }
+        }
+        let coalesce = self.opt_duration(&r.coalesce, "coalesce", defaults.coalesce);
+        if let Some(s) = &r.coalesce {
+            if coalesce > Duration::from_secs(5) {
+                self.err(&s.referenced, "`coalesce` must be at most 5s");
+            }
+        }
+        let on_stop = r.on_stop.as_ref().map_or(defaults.on_stop, |s| {
+            self.one_of(
+                s,
+                "on_stop",
+                &[("remove", OnStop::Remove), ("keep", OnStop::Keep)],
+            )
+            .unwrap_or(defaults.on_stop)
+        });
+        IpvsSettings {
+            reconcile_interval,
+            coalesce,
+            on_stop,
+        }
     }
 
     // ---- VRRP ----------------------------------------------------------------------------
@@ -1444,8 +1483,23 @@ impl Validator<'_> {
             None if service_check_bad => return None,
             None => service_check.cloned(),
         };
+        let address = address?;
+        if let Some(source) = check.as_ref().and_then(|c| c.source) {
+            if AddressFamily::of(source) != AddressFamily::of(address.ip()) {
+                let at = r.address.as_ref().map_or(at, |s| &s.referenced);
+                self.err(
+                    at,
+                    format!(
+                        "real server {address} is {} but its check's `source` {source} is {}",
+                        family_name(AddressFamily::of(address.ip())),
+                        family_name(AddressFamily::of(source))
+                    ),
+                );
+                return None;
+            }
+        }
         Some(RealServer {
-            address: address?,
+            address,
             weight: u32::try_from(weight).unwrap_or(1),
             check,
         })
@@ -1524,6 +1578,24 @@ impl Validator<'_> {
                 only(v, r.expect_body.as_ref().map(|s| &s.referenced), "expect_body", "http and https");
                 only(v, r.host.as_ref().map(|s| &s.referenced), "host", "http and https");
             }
+            if kind != CheckType::Https {
+                only(v, r.ca.as_ref().map(|s| &s.referenced), "ca", "https");
+            }
+            let source = r.source.as_ref().and_then(|s| {
+                if kind == CheckType::Exec {
+                    v.err(&s.referenced, "`source` is not used by exec checks");
+                    return None;
+                }
+                let ip = v.ip(s, "source")?;
+                if ip.is_unspecified() || ip.is_multicast() {
+                    v.err(
+                        &s.referenced,
+                        format!("`source` must be a unicast address of this host, found `{ip}`"),
+                    );
+                    return None;
+                }
+                Some(ip)
+            });
             if kind != CheckType::Dns {
                 only(v, r.dns.as_ref().map(|s| &s.referenced), "dns", "dns");
             }
@@ -1561,6 +1633,7 @@ impl Validator<'_> {
                 rise: u32::try_from(rise).unwrap_or(2),
                 fall: u32::try_from(fall).unwrap_or(3),
                 port: port.and_then(|p| u16::try_from(p).ok()),
+                source,
             })
         });
         check.filter(|_| ok)
@@ -1645,11 +1718,25 @@ impl Validator<'_> {
             }
             s.value.clone()
         });
+        let ca = r.ca.as_ref().and_then(|s| {
+            if !s.value.starts_with('/') || s.value.contains('\0') {
+                self.err(
+                    &s.referenced,
+                    format!(
+                        "`ca` must be an absolute path to a PEM file, found `{}`",
+                        show(&s.value)
+                    ),
+                );
+                return None;
+            }
+            Some(std::path::PathBuf::from(&s.value))
+        });
         Some(HttpCheck {
             path,
             expect_status,
             expect_body,
             host,
+            ca,
         })
     }
 
