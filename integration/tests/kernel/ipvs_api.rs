@@ -756,3 +756,72 @@ fn async_handle_applies_the_same() {
         lines(&EVERYTHING.replace(" -x 1000 -y 100", ""))
     );
 }
+
+/// `apply` while `ipvsadm` writes to the same namespace at the same time: to foreign
+/// services (never touched by us) and to our own (a destination deleted, a weight
+/// changed, the whole service deleted by hand). No apply fails as a whole; a single
+/// operation may lose a race (and is then reported, typed, with its object); once the
+/// writer stops, one apply converges, and the foreign services are exactly what the
+/// writer left.
+#[test]
+fn apply_with_a_concurrent_ipvsadm_writer() {
+    let ns = TestNs::new("api-race").unwrap();
+    let mut ipvs = open(&ns);
+    let mut ours = String::from("-A -t 192.0.2.1:80 -s wrr\n");
+    for i in 1..=20 {
+        ours.push_str(&format!("-a -t 192.0.2.1:80 -r 10.0.0.{i}:80 -m -w {i}\n"));
+    }
+    let desired = parse(&ours);
+    assert!(ipvs.apply(&desired, &ApplyOptions::default()).unwrap().is_complete());
+
+    let rounds = 60;
+    let writer = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut foreign = BTreeSet::new();
+            for r in 0..rounds {
+                let svc = format!("192.0.2.200:{}", 1000 + r);
+                let cmds = format!(
+                    "-A -t {svc} -s rr\n-a -t {svc} -r 10.9.9.9:{} -m -w 1\n\
+                     -d -t 192.0.2.1:80 -r 10.0.0.{}:80\n\
+                     -e -t 192.0.2.1:80 -r 10.0.0.{}:80 -m -w 999\n",
+                    1000 + r,
+                    1 + r % 20,
+                    1 + (r + 7) % 20,
+                );
+                // ipvsadm -R stops at the first failing line: each line on its own.
+                for line in cmds.lines() {
+                    let _ = ns.run_with_input("ipvsadm", &["-R"], &format!("{line}\n"));
+                }
+                foreign.insert(format!("-A -t {svc} -s rr"));
+                foreign.insert(format!("-a -t {svc} -r 10.9.9.9:{} -m -w 1", 1000 + r));
+                if r % 15 == 14 {
+                    let _ = ns.run("ipvsadm", &["-D", "-t", "192.0.2.1:80"]);
+                }
+            }
+            foreign
+        });
+        let mut applies = 0;
+        let mut op_failures = 0;
+        while !writer.is_finished() {
+            let report = ipvs
+                .apply(&desired, &ApplyOptions::default())
+                .unwrap_or_else(|e| panic!("apply failed as a whole during the race: {e}"));
+            for f in report.failures() {
+                // A lost race: typed, with the object it was about.
+                assert!(f.error.kernel_kind().is_some(), "{}", f.error);
+                assert!(f.error.to_string().contains("192.0.2.1:80"), "{}", f.error);
+                op_failures += 1;
+            }
+            applies += 1;
+        }
+        eprintln!("{applies} applies during {rounds} writer rounds, {op_failures} lost races");
+        assert!(applies >= 2, "the writer finished before a second apply");
+        writer.join().unwrap()
+    });
+    // Converge once the writer is gone: a second apply has nothing to do.
+    assert!(ipvs.apply(&desired, &ApplyOptions::default()).unwrap().is_complete());
+    assert!(ipvs.plan(&desired, &ApplyOptions::default()).unwrap().is_empty());
+    let mut want = writer;
+    want.extend(lines(&ours));
+    assert_eq!(saved(&ns), want);
+}
