@@ -2,7 +2,10 @@
 //!
 //! - [`lab`]: boots a real Linux kernel with IPVS under QEMU (`cargo lab ...`).
 //! - [`netns`]: fresh network namespaces for tests, removed when dropped.
+//! - [`lb_lab`]: the LVS NAT, DR and TUN layouts in namespaces, with real backends and a
+//!   client, for traffic tests.
 
 pub mod lab;
+pub mod lb_lab;
 pub mod netns;
 pub mod nlmon;

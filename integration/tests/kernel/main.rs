@@ -8,5 +8,6 @@
 mod cli_ipvs;
 mod ipvs_api;
 mod lab_ipvsadm;
+mod lb_traffic;
 mod sys_matrix;
 mod sys_transport;
