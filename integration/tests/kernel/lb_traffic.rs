@@ -5,7 +5,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use ipvs_integration::lb_lab::{
-    DNS_ADDR, DNS_NAME, DNS_PORT, DnsTransport, HTTP_PORT, LbLab, Mode, Spread, sock,
+    DNS_ADDR, DNS_NAME, DNS_PORT, DnsTransport, HTTP_PORT, LbLab, Mode, Spread, TCP_PORT, sock,
 };
 use std::time::{Duration, Instant};
 
@@ -200,6 +200,13 @@ fn lb_dr_http_wrr_replies_bypass_the_director() {
         neigh.contains(mac),
         "router: `{neigh}`; director eth0 {mac}"
     );
+
+    // UDP under DR: each backend answers from the VIP (the address the query was sent
+    // to), not from its own address, or the client would drop the answer.
+    lab.add_service("-u", DNS_PORT, "rr").unwrap();
+    let spread = lab.client_dns(DnsTransport::Udp, 30);
+    eprintln!("dr dns udp: {spread}");
+    assert_every_backend_served(&lab, &spread, 30);
 }
 
 #[test]
@@ -224,4 +231,14 @@ fn lb_tun_http_rr_through_ipip() {
         let rx = v[0]["stats64"]["rx"]["packets"].as_u64().unwrap();
         assert!(rx > 0, "rs{i} tunl0: {out}");
     }
+
+    // The banner-and-echo TCP service, and DNS over UDP, through the tunnel too.
+    lab.add_service("-t", TCP_PORT, "rr").unwrap();
+    let spread = lab.client_tcp(sock(lab.vip(), TCP_PORT), 30);
+    eprintln!("tun tcp banner: {spread}");
+    assert_every_backend_served(&lab, &spread, 30);
+    lab.add_service("-u", DNS_PORT, "rr").unwrap();
+    let spread = lab.client_dns(DnsTransport::Udp, 30);
+    eprintln!("tun dns udp: {spread}");
+    assert_every_backend_served(&lab, &spread, 30);
 }
