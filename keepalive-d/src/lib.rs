@@ -5,4 +5,5 @@
 //! for now, the [`config`] module (parsing and validation of the configuration file).
 
 pub mod config;
+pub mod health;
 pub mod vrrp_io;

@@ -1,0 +1,59 @@
+//! TCP probe: a connection is accepted; and the connect step the HTTP probes share.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::probe::{Note, Probe, ProbeResult, bounded, describe};
+
+/// Connects to `addr`, from `source` when given (the kernel picks the port at connect
+/// time, so probes from one source address to many servers do not exhaust the ports).
+///
+/// Errors are described: `connect to ADDR: ...` or `bind to SOURCE: ...`.
+pub(crate) async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, String> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| describe("create socket", &e))?;
+    if let Some(ip) = source {
+        // Best effort: without it the port is chosen at bind time, which still works.
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::IpBindAddressNoPort,
+            &true,
+        );
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| describe(&format!("bind to {ip}"), &e))?;
+    }
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e: io::Error| describe(&format!("connect to {addr}"), &e))
+}
+
+/// `tcp` check: connect, then close.
+pub(crate) struct TcpProbe {
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+}
+
+impl TcpProbe {
+    pub(crate) fn new(addr: SocketAddr, source: Option<IpAddr>) -> Self {
+        Self { addr, source }
+    }
+}
+
+impl Probe for TcpProbe {
+    async fn probe(&mut self, timeout: Duration) -> ProbeResult {
+        bounded(timeout, async {
+            let stream = connect(self.addr, self.source).await?;
+            drop(stream);
+            Ok(Note::Connected)
+        })
+        .await
+    }
+}
