@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! keepalive-d check --config FILE   validate FILE; exit 0 if valid, 1 if not
-//! keepalive-d run --config FILE     run VRRP in the foreground until SIGTERM/SIGINT
+//! keepalive-d run --config FILE     run VRRP and the virtual servers until SIGTERM/SIGINT
 //! keepalive-d ipvs list [--stats|--rate|--json]   the IPVS table, as `ipvsadm -L -n`
 //! keepalive-d ipvs save                            `ipvsadm -S -n`
 //! keepalive-d ipvs restore [--dry-run] < FILE      `ipvsadm -R`, as one batched reconcile
@@ -42,10 +42,10 @@ enum Command {
         #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Run the daemon in the foreground: VRRP instances and sync groups from the
-    /// configuration, until SIGTERM or SIGINT (then every master sends priority 0 and
-    /// removes its addresses). `virtual_servers` are not programmed yet: a configuration
-    /// with any is refused (exit 2) rather than half run.
+    /// Run the daemon in the foreground until SIGTERM or SIGINT: the VRRP instances and
+    /// sync groups, and the virtual servers (health checks and the IPVS table). On stop
+    /// every master sends priority 0 and removes its addresses, and the configured
+    /// virtual servers are removed (unless `ipvs.on_stop: keep`).
     Run {
         /// The configuration file.
         #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
@@ -90,8 +90,6 @@ enum IpvsCommand {
 const EXIT_INVALID: u8 = 1;
 /// Exit status when the daemon fails at run time.
 const EXIT_FAILED: u8 = 1;
-/// Exit status for a feature that does not exist yet.
-const EXIT_NOT_IMPLEMENTED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -146,16 +144,8 @@ fn init_logging() {
         .init();
 }
 
-/// Runs the VRRP instances of `cfg` until SIGTERM or SIGINT.
+/// Runs the VRRP instances and the virtual servers of `cfg` until SIGTERM or SIGINT.
 fn run(path: &std::path::Path, cfg: &Config) -> ExitCode {
-    if !cfg.virtual_servers.is_empty() {
-        tracing::error!(
-            config = %path.display(),
-            "`virtual_servers` are not programmed by this version yet (health checks and \
-             IPVS programming are still being written); refusing to run half the configuration"
-        );
-        return ExitCode::from(EXIT_NOT_IMPLEMENTED);
-    }
     let (instances, groups) = keepalive_d::vrrp_io::from_config::specs(cfg);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -167,15 +157,62 @@ fn run(path: &std::path::Path, cfg: &Config) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    tracing::info!(config = %path.display(), instances = instances.len(), "running");
+    tracing::info!(
+        config = %path.display(),
+        vrrp_instances = instances.len(),
+        virtual_servers = cfg.virtual_servers.len(),
+        "running"
+    );
+    let servers = cfg.virtual_servers.clone();
+    let settings = cfg.ipvs;
     let result = runtime.block_on(async {
         let stop = match stop_signal() {
             Ok(stop) => stop,
             Err(e) => return Err(format!("cannot catch SIGTERM/SIGINT: {e}")),
         };
-        keepalive_d::vrrp_io::run(instances, groups, stop)
-            .await
-            .map_err(|e| e.to_string())
+        // One stop signal for both halves; either half failing stops the other.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let vrrp = async {
+            if instances.is_empty() {
+                return Ok(());
+            }
+            let r = keepalive_d::vrrp_io::run(instances, groups, stopped(stop_rx.clone()))
+                .await
+                .map_err(|e| e.to_string());
+            stop_tx.send_replace(true);
+            r
+        };
+        let lvs = async {
+            if servers.is_empty() {
+                return Ok(());
+            }
+            let r = keepalive_d::lvs::run(servers, settings, stopped(stop_rx.clone()))
+                .await
+                .map(|c| {
+                    tracing::info!(
+                        reconciles = c.reconciles,
+                        writes = c.writes,
+                        failed_writes = c.failed_writes,
+                        drift_repairs = c.drift_repairs,
+                        "virtual servers stopped"
+                    );
+                })
+                .map_err(|e| e.to_string());
+            stop_tx.send_replace(true);
+            r
+        };
+        let signal = async {
+            tokio::select! {
+                () = stop => {}
+                _ = stopped(stop_rx.clone()) => {}
+            }
+            stop_tx.send_replace(true);
+        };
+        let (v, l, ()) = tokio::join!(vrrp, lvs, signal);
+        v.and(l)
     });
     match result {
         Ok(()) => {
