@@ -5,8 +5,12 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use ipvs_integration::lb_lab::{
-    DNS_ADDR, DNS_NAME, DNS_PORT, DnsTransport, HTTP_PORT, LbLab, Mode, Spread, TCP_PORT, sock,
+    DNS_ADDR, DNS_NAME, DNS_PORT, DnsTransport, HTTP_PORT, LbLab, Mode, Segment, Spread, TCP_PORT,
+    sock,
 };
+use ipvs_integration::netns::TestNs;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const REQUESTS: usize = 300;
@@ -62,7 +66,7 @@ fn number(s: &str) -> u64 {
     digits.parse::<u64>().unwrap() * mult
 }
 
-fn sysctl(ns: &ipvs_integration::netns::TestNs, key: &str) -> String {
+fn sysctl(ns: &TestNs, key: &str) -> String {
     ns.run("sysctl", &["-n", key]).unwrap().trim().to_string()
 }
 
@@ -149,6 +153,29 @@ fn lb_nat_dns_over_udp_and_tcp() {
             .unwrap();
         assert_eq!(m.response_code(), ResponseCode::NXDomain, "{transport:?}");
     }
+}
+
+#[test]
+fn lb_attach_puts_another_member_on_the_vip_segment() {
+    let lab = LbLab::new(Mode::Nat, 3).unwrap();
+    lab.add_service("-t", TCP_PORT, "rr").unwrap();
+    let extra = TestNs::new("lbnat-extra").unwrap();
+    lab.attach(Segment::Vip, &extra, "eth0").unwrap();
+    extra
+        .run("ip", &["addr", "add", "172.16.1.50/24", "dev", "eth0"])
+        .unwrap();
+    let target = sock(lab.vip(), TCP_PORT);
+    let banner = extra
+        .enter(|| -> std::io::Result<String> {
+            let s = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line)?;
+            Ok(line)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(banner.starts_with("rs"), "{banner:?}");
 }
 
 #[test]
