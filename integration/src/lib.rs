@@ -1,10 +1,12 @@
 //! Kernel tests for the IPVS control plane, and the kernel lab that runs them.
 //!
 //! - [`lab`]: boots a real Linux kernel with IPVS under QEMU (`cargo lab ...`).
+//! - [`daemon`]: a `keepalive-d run` process in a test namespace.
 //! - [`netns`]: fresh network namespaces for tests, removed when dropped.
 //! - [`lb_lab`]: the LVS NAT, DR and TUN layouts in namespaces, with real backends and a
 //!   client, for traffic tests.
 
+pub mod daemon;
 pub mod lab;
 pub mod lb_lab;
 pub mod netns;

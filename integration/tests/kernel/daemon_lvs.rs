@@ -7,23 +7,14 @@
 //! Real servers are TCP listeners on 127.0.0.x inside the test's namespace; traffic through
 //! NAT/DR/TUN with real HTTP servers is tested in `lb_*`.
 
+use ipvs_integration::daemon::Daemon;
 use ipvs_integration::netns::TestNs;
 use ipvs_integration::nlmon::{Capture, NETLINK_GENERIC};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn keepalive_d() -> String {
-    let exe = std::env::current_exe().unwrap();
-    let path: PathBuf = exe.parent().unwrap().join("../keepalive-d");
-    assert!(path.exists(), "{} is not built", path.display());
-    path.to_str().unwrap().to_string()
-}
 
 /// A TCP server in a namespace that accepts and closes connections until stopped.
 struct Listener {
@@ -65,93 +56,14 @@ impl Drop for Listener {
     }
 }
 
-/// A running `keepalive-d run`, its stderr collected.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    _config: tempfile_like::TempFile,
+/// The daemon with this test's log level.
+fn start(ns: &TestNs, config: &str) -> Daemon {
+    Daemon::start(ns, config, "info,keepalive_d::lvs=debug").unwrap()
 }
 
-mod tempfile_like {
-    /// A file removed on drop.
-    pub struct TempFile(pub std::path::PathBuf);
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-impl Daemon {
-    fn start(ns: &TestNs, config: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("{}.yaml", ns.name()));
-        std::fs::write(&path, config).unwrap();
-        let out = std::process::Command::new(keepalive_d())
-            .args(["check", "-c", path.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "config rejected: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut child = ns
-            .command(&keepalive_d())
-            .args(["run", "-c", path.to_str().unwrap()])
-            .env("RUST_LOG", "info,keepalive_d::lvs=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Self {
-            child,
-            log,
-            _config: tempfile_like::TempFile(path),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then the exit code (SIGKILL after 20 s).
-    fn stop(mut self) -> (Option<i32>, String) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return (status.code(), self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("keepalive-d did not stop within 20 s:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// SIGTERM; the exit code and the log.
+fn stop(d: Daemon) -> (Option<i32>, String) {
+    d.stop(Duration::from_secs(20)).unwrap()
 }
 
 fn saved(ns: &TestNs) -> BTreeSet<String> {
@@ -224,7 +136,7 @@ fn daemon_table_follows_health_sorry_server_drift_and_stop() {
         .iter()
         .map(|a| Some(Listener::start(&ns, a)))
         .collect();
-    let d = Daemon::start(&ns, &config(""));
+    let d = start(&ns, &config(""));
     let all = format!("{FOREIGN}{HEAD}{RS1}{RS2}{RS3}");
     let t = wait_table(&ns, &d, &all, Duration::from_secs(10));
     eprintln!("start: every server in after {t:?}");
@@ -238,18 +150,34 @@ fn daemon_table_follows_health_sorry_server_drift_and_stop() {
         &format!("{FOREIGN}{HEAD}{RS1}{RS3}"),
         2 * interval + SLACK,
     );
-    eprintln!("failure to removal: {t:?} (fall x interval = {:?})", 2 * interval);
+    eprintln!(
+        "failure to removal: {t:?} (fall x interval = {:?})",
+        2 * interval
+    );
     // It comes back after rise x interval.
     rs[1] = Some(Listener::start(&ns, "127.0.0.12:80"));
     let t = wait_table(&ns, &d, &all, 2 * interval + SLACK);
-    eprintln!("recovery to return: {t:?} (rise x interval = {:?})", 2 * interval);
+    eprintln!(
+        "recovery to return: {t:?} (rise x interval = {:?})",
+        2 * interval
+    );
 
     // Every server down: the sorry server alone.
     rs.iter_mut().for_each(|r| *r = None);
-    let t = wait_table(&ns, &d, &format!("{FOREIGN}{HEAD}{SORRY}"), 2 * interval + SLACK);
+    let t = wait_table(
+        &ns,
+        &d,
+        &format!("{FOREIGN}{HEAD}{SORRY}"),
+        2 * interval + SLACK,
+    );
     eprintln!("all down to sorry server: {t:?}");
     rs[0] = Some(Listener::start(&ns, "127.0.0.11:80"));
-    wait_table(&ns, &d, &format!("{FOREIGN}{HEAD}{RS1}"), 2 * interval + SLACK);
+    wait_table(
+        &ns,
+        &d,
+        &format!("{FOREIGN}{HEAD}{RS1}"),
+        2 * interval + SLACK,
+    );
     rs[1] = Some(Listener::start(&ns, "127.0.0.12:80"));
     rs[2] = Some(Listener::start(&ns, "127.0.0.13:80"));
     wait_table(&ns, &d, &all, 2 * interval + SLACK);
@@ -268,7 +196,16 @@ fn daemon_table_follows_health_sorry_server_drift_and_stop() {
     // A weight changed by hand is set back too.
     ns.run(
         "ipvsadm",
-        &["-e", "-t", "192.0.2.10:80", "-r", "127.0.0.13:80", "-m", "-w", "7"],
+        &[
+            "-e",
+            "-t",
+            "192.0.2.10:80",
+            "-r",
+            "127.0.0.13:80",
+            "-m",
+            "-w",
+            "7",
+        ],
     )
     .unwrap();
     wait_table(
@@ -280,10 +217,13 @@ fn daemon_table_follows_health_sorry_server_drift_and_stop() {
 
     // Stop: our service goes, a foreign one added meanwhile stays.
     ns.run_with_input("ipvsadm", &["-R"], FOREIGN).unwrap();
-    let (code, log) = d.stop();
+    let (code, log) = stop(d);
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(saved(&ns), lines(FOREIGN), "{log}");
-    assert!(log.contains("removed the configured virtual servers"), "{log}");
+    assert!(
+        log.contains("removed the configured virtual servers"),
+        "{log}"
+    );
 }
 
 /// IPVS write commands (NEW/SET/DEL service and destination, FLUSH, ZERO) in the
@@ -323,24 +263,30 @@ fn daemon_start_over_its_own_table_writes_nothing() {
     let all = format!("{HEAD}{RS1}{RS2}{RS3}");
 
     // First run builds the table and leaves it (on_stop: keep).
-    let d = Daemon::start(&ns, &keep);
+    let d = start(&ns, &keep);
     wait_table(&ns, &d, &all, Duration::from_secs(10));
-    let (code, log) = d.stop();
+    let (code, log) = stop(d);
     assert_eq!(code, Some(0), "{log}");
-    assert_eq!(saved(&ns), lines(&all), "on_stop: keep removed entries\n{log}");
+    assert_eq!(
+        saved(&ns),
+        lines(&all),
+        "on_stop: keep removed entries\n{log}"
+    );
 
     // Second run over that table: count IPVS writes on the wire while it starts, runs
     // its first probes and a periodic reconcile, and stops with on_stop: keep.
     let capture = Capture::start(&ns).unwrap();
     let _ = capture.drain();
-    let d = Daemon::start(&ns, &keep);
+    let d = start(&ns, &keep);
     std::thread::sleep(Duration::from_millis(3000));
     assert_eq!(saved(&ns), lines(&all));
-    let (code, log) = d.stop();
+    let (code, log) = stop(d);
     assert_eq!(code, Some(0), "{log}");
     let frames = capture.drain();
     assert!(
-        frames.iter().any(|f| f.protocol == NETLINK_GENERIC && f.is_request()),
+        frames
+            .iter()
+            .any(|f| f.protocol == NETLINK_GENERIC && f.is_request()),
         "nlmon saw no generic-netlink request at all: the capture is not working"
     );
     assert_eq!(ipvs_writes(&frames), 0, "writes on adoption\n{log}");

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli_ipvs;
+mod daemon_lb;
 mod daemon_lvs;
 mod ipvs_api;
 mod lab_ipvsadm;

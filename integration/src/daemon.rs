@@ -1,0 +1,151 @@
+//! A `keepalive-d run` process in a test namespace: started with a configuration, its
+//! stderr (the log) collected, stopped with SIGTERM (or killed) by PID.
+
+use crate::netns::{CmdError, TestNs};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `keepalive-d` binary: `$KEEPALIVE_D`, else next to the running executable (a
+/// `target/<profile>/` binary), else one directory up (a test in `target/<profile>/deps/`).
+pub fn keepalive_d_path() -> Result<PathBuf, CmdError> {
+    if let Some(p) = std::env::var_os("KEEPALIVE_D") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| CmdError(format!("current_exe: {e}")))?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| CmdError(format!("{} has no directory", exe.display())))?;
+    [dir.join("keepalive-d"), dir.join("../keepalive-d")]
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            CmdError(format!(
+                "keepalive-d is not built next to {} (cargo build -p keepalive-d, or set KEEPALIVE_D)",
+                exe.display()
+            ))
+        })
+}
+
+/// A running `keepalive-d run -c FILE` in a namespace. Dropping it kills the process.
+pub struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    config: PathBuf,
+}
+
+impl Daemon {
+    /// Validates `config` with `keepalive-d check`, then starts `keepalive-d run` with it
+    /// in `ns` (log level from `rust_log`, e.g. `info`).
+    pub fn start(ns: &TestNs, config: &str, rust_log: &str) -> Result<Self, CmdError> {
+        let exe = keepalive_d_path()?;
+        let path = std::env::temp_dir().join(format!("{}-{}.yaml", ns.name(), std::process::id()));
+        std::fs::write(&path, config)
+            .map_err(|e| CmdError(format!("write {}: {e}", path.display())))?;
+        let out = Command::new(&exe)
+            .arg("check")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .map_err(|e| CmdError(format!("{}: {e}", exe.display())))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&path);
+            return Err(CmdError(format!(
+                "keepalive-d check rejected the configuration:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let mut child = ns
+            .command(&exe.to_string_lossy())
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| CmdError(format!("{}: {e}", exe.display())))?;
+        let log = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut l) = sink.lock() {
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            child,
+            log,
+            config: path,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; false after `within`.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits (at most `within`, then SIGKILL and an error) for the
+    /// exit; the exit code and the whole log.
+    pub fn stop(mut self, within: Duration) -> Result<(Option<i32>, String), CmdError> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+            .map_err(|e| CmdError(format!("kill -TERM {pid}: {e}")))?;
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    // Let the log reader catch the last lines.
+                    std::thread::sleep(Duration::from_millis(100));
+                    return Ok((status.code(), self.log()));
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(CmdError(format!(
+                        "keepalive-d did not stop within {within:?} of SIGTERM:\n{}",
+                        self.log()
+                    )));
+                }
+                Err(e) => return Err(CmdError(format!("wait keepalive-d: {e}"))),
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
