@@ -1,5 +1,6 @@
 //! DNS probe: one query over UDP.
 
+use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio::net::UdpSocket;
 
 use crate::config::{DnsCheck, DnsRecordType};
 
-use super::probe::{Note, Probe, ProbeResult, bounded, describe};
+use super::probe::{Note, Probe, ProbeResult, describe};
 use super::{HealthError, ServerId};
 
 /// A DNS message without EDNS fits in 512 bytes (RFC 1035); a longer datagram is cut here
@@ -86,8 +87,10 @@ impl DnsProbe {
 }
 
 impl Probe for DnsProbe {
-    async fn probe(&mut self, timeout: Duration) -> ProbeResult {
-        bounded(timeout, self.attempt()).await
+    /// Boxed: the receive buffer would otherwise stay reserved in the task between probes;
+    /// decoding the reply allocates anyway.
+    fn probe(&mut self, _timeout: Duration) -> impl Future<Output = ProbeResult> + Send {
+        Box::pin(self.attempt())
     }
 }
 

@@ -2,18 +2,24 @@
 //! sans-IO [`HealthState`] on the [`Schedule`].
 
 use std::collections::BTreeSet;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::probe::{AnyProbe, Outcome, Probe, ProbeFactory};
+use super::probe::{AnyProbe, Outcome, Probe, ProbeFactory, probe_bounded, timed_out};
 use super::{
     Health, HealthError, HealthState, ProbeOutcome, Schedule, ServerId, Target, Transition,
 };
+
+/// Where a schedule beyond what `Instant` can hold ends up (about 30 years, as tokio does).
+const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365 * 30);
 
 /// What the tasks publish for [`Checkers::snapshot`].
 struct Slot {
@@ -150,22 +156,55 @@ struct Task {
 }
 
 impl Task {
-    async fn run<P: Probe>(mut self, mut probe: P) {
-        loop {
-            match self.start.checked_add(self.schedule.due()) {
-                Some(due) => tokio::time::sleep_until(due).await,
-                None => std::future::pending().await,
+    /// The task: forever, sleep until the next probe is due, probe, record.
+    ///
+    /// Written as a plain function returning an `async move` block that uses its
+    /// captures in place: an `async fn` would keep a second copy of its arguments in the
+    /// future, and the future is what a task holds for its whole life. One timer serves
+    /// both the schedule and the probe's timeout.
+    // `async fn` measured 216 to 408 bytes more per task (see `tests::task_sizes`).
+    #[allow(clippy::manual_async_fn)]
+    fn run<P: Probe>(mut self, mut probe: P) -> impl Future<Output = ()> + Send {
+        async move {
+            let timer = tokio::time::sleep_until(self.at(self.schedule.due()));
+            let mut timer = pin!(timer);
+            loop {
+                timer.as_mut().await;
+                let began = Instant::now();
+                self.schedule
+                    .started(began.saturating_duration_since(self.start));
+                let result = if P::OWN_TIMEOUT {
+                    probe.probe(self.timeout).await
+                } else {
+                    timer.as_mut().reset(began + self.timeout);
+                    let attempt = probe.probe(self.timeout);
+                    let mut attempt = pin!(attempt);
+                    poll_fn(|cx| {
+                        if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                            return Poll::Ready(result);
+                        }
+                        match timer.as_mut().poll(cx) {
+                            Poll::Ready(()) => Poll::Ready(Err(timed_out(self.timeout))),
+                            Poll::Pending => Poll::Pending,
+                        }
+                    })
+                    .await
+                };
+                let outcome = Outcome {
+                    latency: began.elapsed(),
+                    result,
+                };
+                timer.as_mut().reset(self.at(self.schedule.due()));
+                self.record(outcome);
             }
-            let began = Instant::now();
-            self.schedule
-                .started(began.saturating_duration_since(self.start));
-            let result = probe.probe(self.timeout).await;
-            let outcome = Outcome {
-                latency: began.elapsed(),
-                result,
-            };
-            self.record(outcome);
         }
+    }
+
+    /// The instant `offset` after the start (far in the future if that overflows).
+    fn at(&self, offset: Duration) -> Instant {
+        self.start
+            .checked_add(offset)
+            .unwrap_or_else(|| self.start + FAR_FUTURE)
     }
 
     /// Feeds the state machine, publishes the outcome, reports a transition.
@@ -208,14 +247,102 @@ pub async fn probe_once(target: &Target) -> Result<ProbeOutcome, HealthError> {
     let timeout = target.check.timeout;
     let began = Instant::now();
     let result = match probe {
-        AnyProbe::Tcp(mut p) => p.probe(timeout).await,
-        AnyProbe::Http(mut p) => p.probe(timeout).await,
-        AnyProbe::Dns(mut p) => p.probe(timeout).await,
-        AnyProbe::Exec(mut p) => p.probe(timeout).await,
+        AnyProbe::Tcp(mut p) => probe_bounded(&mut p, timeout).await,
+        AnyProbe::Http(mut p) => probe_bounded(&mut p, timeout).await,
+        AnyProbe::Dns(mut p) => probe_bounded(&mut p, timeout).await,
+        AnyProbe::Exec(mut p) => probe_bounded(&mut p, timeout).await,
     };
     Ok(Outcome {
         latency: began.elapsed(),
         result,
     }
     .to_public())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Check, CheckKind, Command, DnsCheck, DnsRecordType, HttpCheck};
+
+    fn target(kind: CheckKind) -> Target {
+        Target {
+            id: ServerId {
+                service: 0,
+                server: 0,
+            },
+            addr: "127.0.0.1:80".parse().unwrap(),
+            check: Check {
+                kind,
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                rise: 1,
+                fall: 1,
+                port: None,
+                source: None,
+            },
+            initial: None,
+        }
+    }
+
+    /// The memory a target's task holds for its whole life is its future: keep each kind's
+    /// small (2,000 targets are expected), and a TCP task no bigger than its probe needs.
+    #[test]
+    fn task_sizes() {
+        let http = HttpCheck {
+            path: "/".to_owned(),
+            expect_status: vec![200],
+            expect_body: None,
+            host: None,
+            ca: None,
+        };
+        let kinds = [
+            ("tcp", CheckKind::Tcp),
+            ("http", CheckKind::Http(http.clone())),
+            ("https", CheckKind::Https(http)),
+            (
+                "dns",
+                CheckKind::Dns(DnsCheck {
+                    query: "example.test".to_owned(),
+                    record: DnsRecordType::A,
+                }),
+            ),
+            (
+                "exec",
+                CheckKind::Exec(Command {
+                    program: "/bin/true".to_owned(),
+                    args: Vec::new(),
+                }),
+            ),
+        ];
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let slots: Arc<[Slot]> = Arc::from(Vec::new());
+        let mut factory = ProbeFactory::new();
+        let mut sizes = Vec::new();
+        for (name, kind) in kinds {
+            let t = target(kind);
+            let task = Task {
+                id: t.id,
+                addr: t.addr,
+                index: 0,
+                slots: slots.clone(),
+                events: events.clone(),
+                start: Instant::now(),
+                schedule: Schedule::new(t.check.interval, 0, 1),
+                state: HealthState::new(None, 1, 1),
+                timeout: t.check.timeout,
+            };
+            let size = match factory.build(&t).unwrap() {
+                AnyProbe::Tcp(p) => std::mem::size_of_val(&task.run(p)),
+                AnyProbe::Http(p) => std::mem::size_of_val(&task.run(p)),
+                AnyProbe::Dns(p) => std::mem::size_of_val(&task.run(p)),
+                AnyProbe::Exec(p) => std::mem::size_of_val(&task.run(p)),
+            };
+            sizes.push((name, size));
+        }
+        eprintln!("task future sizes (bytes): {sizes:?}");
+        // Measured with Rust 1.95 and tokio 1.54: tcp 600, http(s) 576, dns 400, exec 384.
+        for (name, size) in &sizes {
+            assert!(*size <= 1024, "{name} task: {size} bytes");
+        }
+    }
 }

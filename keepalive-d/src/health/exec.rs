@@ -1,5 +1,6 @@
 //! Exec probe: a command in its own process group; exit status 0 within the timeout is up.
 
+use std::future::Future;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -36,7 +37,17 @@ impl ExecProbe {
 }
 
 impl Probe for ExecProbe {
-    async fn probe(&mut self, timeout: Duration) -> ProbeResult {
+    const OWN_TIMEOUT: bool = true;
+
+    /// Boxed: starting a process allocates anyway, and the task does not keep the
+    /// process-handling state reserved between probes.
+    fn probe(&mut self, timeout: Duration) -> impl Future<Output = ProbeResult> + Send {
+        Box::pin(self.run(timeout))
+    }
+}
+
+impl ExecProbe {
+    async fn run(&mut self, timeout: Duration) -> ProbeResult {
         let deadline = Instant::now() + timeout;
         let child = Command::new(&self.program)
             .args(&self.args)
@@ -111,5 +122,84 @@ impl Drop for Group {
         // `child` is dropped after this, so its kill_on_drop and tokio's reaping of
         // orphans come after the group is signalled.
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(program: &str, args: &[&str]) -> ExecProbe {
+        ExecProbe::new(&config::Command {
+            program: program.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        })
+    }
+
+    /// Whether `pid` is gone, or a zombie that its (new) parent has yet to reap.
+    fn gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        }
+    }
+
+    #[tokio::test]
+    async fn sleep_past_the_timeout_is_killed_and_reaped() {
+        let mut p = probe("/bin/sleep", &["10"]);
+        let start = std::time::Instant::now();
+        let result = p.probe(Duration::from_millis(200)).await;
+        let took = start.elapsed();
+        assert_eq!(
+            result,
+            Err("/bin/sleep: timed out after 200ms, process group killed".to_owned())
+        );
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_millis(1000),
+            "{took:?}"
+        );
+        let pid = p.last_pid.unwrap();
+        // Reaped by the probe itself: not even a zombie is left.
+        assert!(
+            std::fs::metadata(format!("/proc/{pid}")).is_err(),
+            "process {pid} still exists"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_probe_dropped_mid_run_kills_its_process_group() {
+        let mut p = probe("/bin/sleep", &["10"]);
+        // The probe is abandoned (as when the checks are stopped) long before its timeout.
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(100), p.probe(Duration::from_secs(10)))
+                .await;
+        assert!(abandoned.is_err());
+        let pid = p.last_pid.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !gone(pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone(pid), "process {pid} still runs");
+    }
+
+    #[tokio::test]
+    async fn exit_statuses() {
+        assert_eq!(
+            probe("/bin/true", &[]).probe(Duration::from_secs(2)).await,
+            Ok(Note::Exited)
+        );
+        assert_eq!(
+            probe("/bin/false", &[]).probe(Duration::from_secs(2)).await,
+            Err("/bin/false: exit status: 1".to_owned())
+        );
+        // Killed by a signal.
+        assert_eq!(
+            probe("/bin/sh", &["-c", "kill -9 $$"])
+                .probe(Duration::from_secs(2))
+                .await,
+            Err("/bin/sh: signal: 9 (SIGKILL)".to_owned())
+        );
     }
 }

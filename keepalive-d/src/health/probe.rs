@@ -83,16 +83,22 @@ impl Outcome {
 
 /// A kind of probe. Each target's task owns one and calls it once per interval.
 pub(crate) trait Probe: Send + 'static {
-    /// Runs one probe, bounded as a whole by `timeout`.
+    /// Whether [`probe`](Self::probe) enforces `timeout` itself (exec: to kill and reap
+    /// its process group). Otherwise the caller bounds the future by `timeout` and drops
+    /// it when the time is up, which closes its socket.
+    const OWN_TIMEOUT: bool = false;
+
+    /// Runs one probe.
     fn probe(&mut self, timeout: Duration) -> impl Future<Output = ProbeResult> + Send;
 }
 
-/// Bounds a network probe by `timeout`; dropping the future on timeout closes its socket.
-pub(crate) async fn bounded(
-    timeout: Duration,
-    attempt: impl Future<Output = ProbeResult>,
-) -> ProbeResult {
-    match tokio::time::timeout(timeout, attempt).await {
+/// Runs one probe bounded by `timeout`, with a timer of its own (the engine's tasks reuse
+/// theirs instead).
+pub(crate) async fn probe_bounded<P: Probe>(probe: &mut P, timeout: Duration) -> ProbeResult {
+    if P::OWN_TIMEOUT {
+        return probe.probe(timeout).await;
+    }
+    match tokio::time::timeout(timeout, probe.probe(timeout)).await {
         Ok(result) => result,
         Err(_) => Err(timed_out(timeout)),
     }
