@@ -10,9 +10,12 @@
 //!   real server on the current runtime: it sleeps until the next probe is due, runs the
 //!   probe, feeds the result to its [`HealthState`], publishes the outcome for
 //!   [`Checkers::snapshot`] and sends a [`Transition`] when the health changes. No thread
-//!   per probe, no task per probe; the task of a TCP check is smaller than that of an
-//!   HTTPS check (each kind of probe has its own task type). Dropping the [`Checkers`] (or
-//!   [`Checkers::stop`]) aborts every task, and with it any probe in flight.
+//!   per probe, no task per probe. One timer per task serves both the schedule and the
+//!   probe's timeout. Each kind of probe has its own task type, and the state of an HTTP,
+//!   HTTPS, DNS or exec probe in flight is allocated for the probe only (those probes
+//!   allocate buffers anyway): between probes a task holds 400 to 600 bytes. Dropping the
+//!   [`Checkers`] (or [`Checkers::stop`]) aborts every task, and with it any probe in
+//!   flight.
 //! * **Start-up spread.** The first probes of all targets are spread evenly over their
 //!   interval (target `i` of `n` at `interval * i / n`); after that a probe starts
 //!   `interval` after the previous probe of the same server started. The timeout is at
@@ -45,6 +48,16 @@
 //! * `exec`: the command (no shell) in a process group of its own, with standard input
 //!   and output on `/dev/null`; up when it exits with status 0 within the timeout. On
 //!   timeout the whole process group gets SIGKILL and the command is reaped.
+//!
+//! # Tests
+//!
+//! [`HealthState`] and [`Schedule`] are tested in their modules with plain numbers for
+//! time. The probes and [`Checkers`] are tested in `keepalive-d/tests/health.rs` against
+//! servers the tests start on 127.0.0.1 and ::1: TCP (accepting, refusing, a full
+//! backlog that never answers), HTTP (statuses, bodies, the 1 MiB limit, hangs, garbage),
+//! HTTPS with a test CA (with and without `ca`, wrong name, wrong CA), a UDP DNS responder
+//! (answers, NXDOMAIN, replies with another ID, silence) and commands (exit statuses, a
+//! timeout that kills a process group).
 //!
 //! # Example
 //!
