@@ -1,14 +1,22 @@
 //! `check-bench`: health checks at scale, keepalived against keepalive-d, in one run.
 //!
-//! N real servers (distinct addresses 127.0.x.y:80, all served by one accept-and-close
-//! listener thread in a fresh network namespace) behind N/100 NAT virtual servers, a TCP
-//! check every second on each. Each daemon runs in turn, in the foreground, for `--secs`:
-//! its CPU time (every process, children included) and peak RSS are sampled from /proc,
-//! its real check rate is counted at the listener, and the kernel table is read at the
-//! end. Then a few real servers are made to fail (a `prohibit` route: connect fails at
-//! once with EACCES) and the time until the daemon removes them from the kernel table is
-//! measured against fall x interval. Needs root and IPVS: run it in the lab (see
-//! BENCHMARKS.md for the command and the results).
+//! N real servers (distinct addresses 127.0.x.y:80 in a fresh network namespace, one
+//! listening socket each, all served by ONE thread that accepts, closes and counts)
+//! behind N/100 NAT virtual servers, a TCP check every second on each. Each daemon runs
+//! in turn, in the foreground, for `--secs`: its CPU time (every process, children
+//! included, user and system) and peak RSS are sampled from /proc, its real check rate
+//! is counted at the listener, and the kernel table is read at the end. Then a few real
+//! servers fail at once, in three ways, and the time until the daemon removes them from
+//! the kernel table is measured against fall x interval:
+//!
+//! - `refused`: their listening sockets are closed, so a connect gets a reset
+//!   (ECONNREFUSED): the service is down, the host is up;
+//! - `timeout`: a route in the local table makes their address non-local, so the SYN is
+//!   dropped as a martian and the connect times out: the host is gone;
+//! - `unreachable`: a `prohibit` route, so connect(2) itself fails at once (EACCES), as
+//!   when the director has lost its route to the servers.
+//!
+//! Needs root and IPVS: run it in the lab (BENCHMARKS.md has the command and results).
 
 use clap::Parser;
 use ipvs_integration::netns::TestNs;
@@ -18,10 +26,11 @@ use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_ROUTE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -36,17 +45,17 @@ struct Args {
     /// Real servers per virtual server (192.0.2.1:80, 192.0.2.2:80, ...).
     #[arg(long, default_value_t = 100)]
     per_service: u32,
-    /// Seconds each daemon runs before it is measured (and stopped).
+    /// Seconds each daemon runs before it is measured.
     #[arg(long, default_value_t = 60)]
     secs: u64,
-    /// Seconds from the daemon's start left out of the steady-state rates.
+    /// Seconds from the daemon's start left out of the steady-state figures.
     #[arg(long, default_value_t = 5)]
     warmup: u64,
-    /// Real servers made to fail for the convergence measurement (0: skip it).
+    /// Real servers made to fail at once in the convergence phase (0: skip it).
     #[arg(long, default_value_t = 10)]
     fail: u32,
-    /// Failed probes before a server is removed: keepalive-d `fall`, keepalived
-    /// `retry` = fall - 1 with `delay_before_retry` = the interval.
+    /// Failed probes before a server is removed: keepalive-d `fall`; keepalived
+    /// `retry` = fall - 1, with `delay_before_retry` = the interval.
     #[arg(long, default_value_t = 3)]
     fall: u32,
     /// keepalive-d binary (default: `keepalive-d` next to this binary).
@@ -62,8 +71,10 @@ struct Args {
 
 type BoxError = Box<dyn std::error::Error>;
 
-/// The check interval (both daemons), and the poll period of the convergence phase.
+/// The check interval and timeout (both daemons), and the table poll period of the
+/// convergence phase.
 const INTERVAL: Duration = Duration::from_secs(1);
+const TIMEOUT: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(20);
 
 fn main() -> Result<(), BoxError> {
@@ -74,8 +85,8 @@ fn main() -> Result<(), BoxError> {
     if a.servers.div_ceil(a.per_service) > 254 {
         return Err("at most 254 virtual servers: raise --per-service".into());
     }
-    if a.warmup >= a.secs {
-        return Err("--warmup must be shorter than --secs".into());
+    if a.warmup == 0 || a.warmup >= a.secs || a.fall == 0 {
+        return Err("--warmup must be 1..--secs, --fall at least 1".into());
     }
     let kad = match &a.keepalive_d {
         Some(p) => p.clone(),
@@ -84,13 +95,13 @@ fn main() -> Result<(), BoxError> {
             .ok_or("no directory above this binary")?
             .join("keepalive-d"),
     };
-    raise_nofile()?;
+    let nofile = raise_nofile(u64::from(a.servers) + 4096)?;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let layout = Layout::new(&a);
     println!(
         "# check-bench: {} real servers in {} virtual servers, TCP check every {} s, {} s \
-         per daemon (warm-up {} s), kernel {}, {cpus} CPUs",
+         per daemon (warm-up {} s), kernel {}, {cpus} CPUs, RLIMIT_NOFILE {nofile}",
         a.servers,
         layout.services,
         INTERVAL.as_secs(),
@@ -102,7 +113,8 @@ fn main() -> Result<(), BoxError> {
     let work = std::env::temp_dir().join(format!("check-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let ns = TestNs::new("check-bench")?;
-    let listener = Listener::start(&ns)?;
+    let addrs: Vec<SocketAddrV4> = (0..a.servers).map(Layout::rip).collect();
+    let listener = Listener::start(&ns, &addrs)?;
     let mut results = Vec::new();
     for name in &a.daemons {
         let daemon = match name.as_str() {
@@ -128,21 +140,19 @@ struct Layout {
     services: u32,
     per_service: u32,
     servers: u32,
-    /// Indexes of the servers made to fail.
+    /// Indexes of the servers made to fail: spread evenly over all servers, so over
+    /// services and over the phases of their probes.
     failed: Vec<u32>,
 }
 
 impl Layout {
     fn new(a: &Args) -> Self {
-        let services = a.servers.div_ceil(a.per_service);
-        // Spread the failures over (up to) two services, from their first servers.
-        let spread = services.min(2);
-        let failed = (0..a.fail.min(a.servers))
-            .map(|k| (k % spread) * a.per_service + k / spread)
-            .filter(|&i| i < a.servers)
+        let n = a.fail.min(a.servers);
+        let failed = (0..n)
+            .map(|k| (u64::from(k) * u64::from(a.servers) / u64::from(n)) as u32)
             .collect();
         Self {
-            services,
+            services: a.servers.div_ceil(a.per_service),
             per_service: a.per_service,
             servers: a.servers,
             failed,
@@ -176,9 +186,11 @@ impl Layout {
                 let _ = writeln!(s, "    real_server {} {} {{", rip.ip(), rip.port());
                 let _ = writeln!(
                     s,
-                    "        weight 1\n        TCP_CHECK {{\n            connect_timeout 1\n            \
-                     retry {}\n            delay_before_retry 1\n        }}\n    }}",
-                    fall - 1
+                    "        weight 1\n        TCP_CHECK {{\n            connect_timeout {}\n\
+                     \x20           retry {}\n            delay_before_retry {}\n        }}\n    }}",
+                    TIMEOUT.as_secs(),
+                    fall - 1,
+                    INTERVAL.as_secs()
                 );
             }
             s.push_str("}\n");
@@ -192,9 +204,11 @@ impl Layout {
             let _ = writeln!(
                 s,
                 "  - name: vs{v}\n    vip: {}\n    protocol: tcp\n    scheduler: rr\n    \
-                 forward: nat\n    check: {{ type: tcp, interval: 1s, timeout: 1s, rise: 1, \
+                 forward: nat\n    check: {{ type: tcp, interval: {}s, timeout: {}s, rise: 1, \
                  fall: {fall} }}\n    real_servers:",
-                Self::vip(v)
+                Self::vip(v),
+                INTERVAL.as_secs(),
+                TIMEOUT.as_secs()
             );
             for i in self.members(v) {
                 let _ = writeln!(s, "      - {{ address: {}, weight: 1 }}", Self::rip(i));
@@ -250,8 +264,8 @@ impl Daemon {
                 let conf = work.join("keepalived.conf");
                 std::fs::write(&conf, layout.keepalived_conf(a.fall))?;
                 let mut c = ns.command(&path.display().to_string());
-                // Checker only, foreground, log to the console only (no syslog: there is
-                // no syslog daemon in the VM, and keepalive-d logs to stderr only).
+                // Checker only, foreground, log to the console only (-G: no syslog, there
+                // is no syslog daemon in the VM, and keepalive-d logs to stderr only).
                 c.args(["-C", "-n", "-l", "-D", "-G", "-f"])
                     .arg(&conf)
                     .arg("-p")
@@ -277,14 +291,50 @@ impl Daemon {
     }
 }
 
+/// CPU time in clock ticks.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    user: u64,
+    sys: u64,
+}
+
+impl Cpu {
+    fn total(self) -> u64 {
+        self.user + self.sys
+    }
+
+    fn minus(self, o: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(o.user),
+            sys: self.sys.saturating_sub(o.sys),
+        }
+    }
+
+    fn plus(self, o: Cpu) -> Cpu {
+        Cpu {
+            user: self.user + o.user,
+            sys: self.sys + o.sys,
+        }
+    }
+}
+
+/// One process of a daemon, as last sampled.
+struct Proc {
+    comm: String,
+    cpu: Cpu,
+    /// CPU at the start of the steady-state window (None: started after it).
+    at_warmup: Option<Cpu>,
+    hwm_kib: u64,
+}
+
 /// What one daemon did.
 struct RunResult {
     name: &'static str,
     version: String,
-    /// (pid, command name, CPU ticks, VmHWM KiB) of each process seen.
-    procs: Vec<(i32, String, u64, u64)>,
-    cpu_total: f64,
-    cpu_window: f64,
+    procs: BTreeMap<i32, Proc>,
+    tck: f64,
+    cpu_total: Cpu,
+    cpu_window: Cpu,
     hwm_kib: u64,
     pss_kib: u64,
     window: f64,
@@ -297,7 +347,7 @@ struct RunResult {
     full_at: Option<f64>,
     services_end: usize,
     dests_end: usize,
-    conv: Convergence,
+    conv: Vec<Convergence>,
     stop: f64,
     left_after_stop: usize,
     log_lines: usize,
@@ -317,14 +367,11 @@ fn run_daemon(
     let log = work.join(format!("{name}.log"));
     let mut ipvs = IpvsSocket::open_in_netns(format!("/run/netns/{}", ns.name()))?;
     ipvs.set_timeout(Duration::from_secs(60));
-    let tck = clock_ticks();
 
     let mut child = daemon.spawn(a, layout, ns, work, &log)?;
     let root = i32::try_from(child.id())?;
     let t0 = Instant::now();
-    let result = measure(
-        a, layout, ns, listener, &mut ipvs, root, t0, tck, &mut child,
-    );
+    let result = measure(a, layout, ns, listener, &mut ipvs, root, t0, &mut child);
     // Stop it (SIGTERM, then SIGKILL after 60 s), whatever happened.
     let tree = descendants(root);
     let ts = Instant::now();
@@ -346,7 +393,7 @@ fn run_daemon(
         let _ = child.kill();
         let _ = child.wait();
     }
-    // Children of ours that outlived their parent (by PID, only those we saw).
+    // Processes of this daemon that outlived it (by PID, only those we started).
     for pid in tree.into_iter().filter(|&p| p != root) {
         if std::fs::metadata(format!("/proc/{pid}")).is_ok() {
             eprintln!("{name}: process {pid} outlived the daemon: SIGKILL");
@@ -359,28 +406,25 @@ fn run_daemon(
     let left_after_stop = table(&mut ipvs)?.1;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let log_lines = text.lines().count();
+    eprintln!("{name} log: {log_lines} lines; the most frequent messages (digits as #):");
+    for (n, msg) in log_summary(&text, 12) {
+        eprintln!("  {n:>7}  {msg}");
+    }
     let mut r = match result {
         Ok(r) => r,
         Err(e) => {
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            eprintln!("{name} log (last lines, newest first):");
-            for l in tail {
-                eprintln!("  {l}");
-            }
+            eprintln!("{name} log, last lines:\n{}", last_lines(&text, 30));
             return Err(format!("{name}: {e}").into());
         }
     };
-    if !exited {
-        eprintln!("{name} log (last lines):\n{}", last_lines(&text, 20));
-    }
     r.name = name;
     r.version = version;
     r.stop = stop;
     r.left_after_stop = left_after_stop;
     r.log_lines = log_lines;
     eprintln!(
-        "{name}: stopped in {stop:.2} s; {log_lines} log lines; {left_after_stop} \
-         destinations left in the table"
+        "{name}: stopped {stop:.2} s after SIGTERM; {left_after_stop} destinations left in \
+         the table"
     );
     Ok(r)
 }
@@ -390,12 +434,65 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The most frequent log lines once digit runs, ANSI colours and the timestamp are
+/// normalised away.
+fn log_summary(text: &str, top: usize) -> Vec<(usize, String)> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let mut out = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // Skip an ANSI escape sequence up to its final letter.
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else if c.is_ascii_digit() {
+                while chars.peek().is_some_and(char::is_ascii_digit) {
+                    chars.next();
+                }
+                out.push('#');
+            } else {
+                out.push(c);
+            }
+        }
+        // keepalived prefixes "Tue Nov 25 14:52:01 2026: "; keepalive-d an RFC 3339 time.
+        let msg = match out.find(": ") {
+            Some(i) if out[..i].contains("#:#:#") => out[i + 2..].to_string(),
+            _ => out
+                .split_once(' ')
+                .filter(|(t, _)| t.contains('T') && t.contains('#'))
+                .map_or(out.clone(), |(_, m)| m.trim_start().to_string()),
+        };
+        *counts.entry(msg).or_default() += 1;
+    }
+    let mut v: Vec<(usize, String)> = counts.into_iter().map(|(m, n)| (n, m)).collect();
+    v.sort_by(|x, y| y.0.cmp(&x.0).then_with(|| x.1.cmp(&y.1)));
+    v.truncate(top);
+    v
+}
+
 /// A point-in-time view for the steady-state window.
 struct Mark {
+    at: Instant,
     accepts: u64,
     listener_ticks: u64,
-    cpu: (u64, u64),
-    snmp: TcpCounters,
+    vm: (u64, u64),
+    tcp: TcpCounters,
+}
+
+impl Mark {
+    fn now(ns: &TestNs, listener: &Listener) -> Result<Self, BoxError> {
+        Ok(Mark {
+            at: Instant::now(),
+            accepts: listener.count(),
+            listener_ticks: listener.ticks(),
+            vm: vm_cpu()?,
+            tcp: tcp_counters(ns)?,
+        })
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -407,20 +504,13 @@ fn measure(
     ipvs: &mut IpvsSocket,
     root: i32,
     t0: Instant,
-    tck: f64,
     child: &mut Child,
 ) -> Result<RunResult, BoxError> {
-    let name_of = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    // Per process: the latest CPU ticks (utime+stime+cutime+cstime), the ticks at the
-    // start of the window, the latest VmHWM.
-    let mut seen: BTreeMap<i32, (u64, Option<u64>, u64, String)> = BTreeMap::new();
+    let tck = clock_ticks();
+    let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
     let mut per_second = Vec::new();
     let mut last_accepts = listener.count();
-    let mut start_mark: Option<(Instant, Mark)> = None;
+    let mut start: Option<Mark> = None;
     let mut full_at = None;
     let want = (layout.services as usize, layout.servers as usize);
     for k in 1..=a.secs {
@@ -429,30 +519,28 @@ fn measure(
             return Err(format!("exited after {k} s: {status}").into());
         }
         for pid in descendants(root) {
-            if let Some(ticks) = proc_ticks(pid) {
+            if let Some((_, cpu)) = proc_stat(pid) {
                 let hwm = proc_kib(pid, "status", "VmHWM:").unwrap_or(0);
-                let e = seen.entry(pid).or_insert((0, None, 0, name_of(pid)));
-                e.0 = ticks;
-                e.2 = hwm;
+                let p = procs.entry(pid).or_insert_with(|| Proc {
+                    comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_default(),
+                    cpu: Cpu::default(),
+                    at_warmup: None,
+                    hwm_kib: 0,
+                });
+                p.cpu = cpu;
+                p.hwm_kib = hwm;
             }
         }
         let accepts = listener.count();
         per_second.push(accepts - last_accepts);
         last_accepts = accepts;
-        let cpu_now: u64 = seen.values().map(|e| e.0).sum();
         if k == a.warmup {
-            for e in seen.values_mut() {
-                e.1 = Some(e.0);
+            for p in procs.values_mut() {
+                p.at_warmup = Some(p.cpu);
             }
-            start_mark = Some((
-                Instant::now(),
-                Mark {
-                    accepts,
-                    listener_ticks: listener.ticks(),
-                    cpu: vm_cpu()?,
-                    snmp: tcp_counters(ns)?,
-                },
-            ));
+            start = Some(Mark::now(ns, listener)?);
         }
         if full_at.is_none() {
             let (s, d) = table(ipvs)?;
@@ -460,10 +548,12 @@ fn measure(
                 full_at = Some(t0.elapsed().as_secs_f64());
             }
         }
+        let cpu = procs.values().fold(Cpu::default(), |c, p| c.plus(p.cpu));
         eprintln!(
-            "  t={k:>3} s  checks accepted {:>6}/s  daemon CPU {:>7.2} s{}",
+            "  t={k:>3} s  checks accepted {:>6}/s  daemon CPU user {:>7.2} s sys {:>7.2} s{}",
             per_second.last().copied().unwrap_or(0),
-            cpu_now as f64 / tck,
+            cpu.user as f64 / tck,
+            cpu.sys as f64 / tck,
             if full_at.is_some() {
                 ""
             } else {
@@ -471,47 +561,41 @@ fn measure(
             }
         );
     }
-    let end = Mark {
-        accepts: listener.count(),
-        listener_ticks: listener.ticks(),
-        cpu: vm_cpu()?,
-        snmp: tcp_counters(ns)?,
-    };
-    let t_end = Instant::now();
+    let end = Mark::now(ns, listener)?;
     let pss_kib = descendants(root)
         .into_iter()
         .filter_map(|p| proc_kib(p, "smaps_rollup", "Pss:"))
         .sum();
     let (services_end, dests_end) = table(ipvs)?;
-    let (t_start, start) = start_mark.ok_or("no warm-up mark")?;
-    let window = t_end.duration_since(t_start).as_secs_f64();
-    let cpu_total = seen.values().map(|e| e.0).sum::<u64>() as f64 / tck;
-    let cpu_window = seen.values().map(|e| e.0 - e.1.unwrap_or(0)).sum::<u64>() as f64 / tck;
-    let hwm_kib = seen.values().map(|e| e.2).sum();
-    let procs = seen
-        .iter()
-        .map(|(pid, e)| (*pid, e.3.clone(), e.0, e.2))
-        .collect();
-    let busy = (end.cpu.0 - start.cpu.0) as f64;
-    let total = (end.cpu.1 - start.cpu.1) as f64;
+    let start = start.ok_or("no warm-up mark")?;
+    let window = end.at.duration_since(start.at).as_secs_f64();
+    let cpu_total = procs.values().fold(Cpu::default(), |c, p| c.plus(p.cpu));
+    let cpu_window = procs.values().fold(Cpu::default(), |c, p| {
+        c.plus(p.cpu.minus(p.at_warmup.unwrap_or_default()))
+    });
+    let hwm_kib = procs.values().map(|p| p.hwm_kib).sum();
+    let busy = (end.vm.0 - start.vm.0) as f64;
+    let total = (end.vm.1 - start.vm.1) as f64;
     eprintln!(
         "  table at {} s: {services_end} services, {dests_end} destinations",
         a.secs
     );
 
     // Convergence: the failed servers must leave the table, the others stay.
-    let conv = if layout.failed.is_empty() {
-        Convergence::default()
-    } else {
-        convergence(a, layout, ns, ipvs)?
-    };
-    if let Some(status) = child.try_wait()? {
-        return Err(format!("exited during the convergence phase: {status}").into());
+    let mut conv = Vec::new();
+    if !layout.failed.is_empty() {
+        for failure in [Failure::Refused, Failure::Timeout, Failure::Unreachable] {
+            conv.push(convergence(a, layout, ns, listener, ipvs, failure)?);
+            if let Some(status) = child.try_wait()? {
+                return Err(format!("exited during the convergence phase: {status}").into());
+            }
+        }
     }
     Ok(RunResult {
         name: "",
         version: String::new(),
         procs,
+        tck,
         cpu_total,
         cpu_window,
         hwm_kib,
@@ -519,8 +603,8 @@ fn measure(
         window,
         accepts: end.accepts - start.accepts,
         per_second,
-        active_opens: end.snmp.active_opens - start.snmp.active_opens,
-        listen_overflows: end.snmp.listen_overflows - start.snmp.listen_overflows,
+        active_opens: end.tcp.active_opens - start.tcp.active_opens,
+        listen_overflows: end.tcp.listen_overflows - start.tcp.listen_overflows,
         listener_cpu: (end.listener_ticks - start.listener_ticks) as f64 / tck,
         vm_busy: if total > 0.0 { busy / total } else { 0.0 },
         full_at,
@@ -533,15 +617,77 @@ fn measure(
     })
 }
 
-/// Fails `layout.failed` (prohibit routes), polls the kernel table every 20 ms until
-/// they are all gone, then deletes the routes and polls until they are all back.
-/// Returns the removal times, the number of other servers of those services that went
-/// missing meanwhile, and the recovery times (seconds; `None`: not within the deadline).
+/// How the failed servers fail.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Their listening sockets are closed: connect gets a reset (ECONNREFUSED).
+    Refused,
+    /// Their addresses are routed as non-local: SYNs are dropped, connect times out.
+    Timeout,
+    /// A `prohibit` route: connect(2) fails at once with EACCES.
+    Unreachable,
+}
+
+impl Failure {
+    fn describe(self) -> &'static str {
+        match self {
+            Failure::Refused => "refused: listener closed, connect gets RST (service down)",
+            Failure::Timeout => "timeout: SYN dropped, connect times out (host down)",
+            Failure::Unreachable => {
+                "unreachable: prohibit route, connect(2) fails at once with EACCES (route lost)"
+            }
+        }
+    }
+
+    /// Removal is due after `fall` failed probes, one per interval; a probe that times
+    /// out ends `timeout` after it started.
+    fn bound(self, fall: u32) -> Duration {
+        match self {
+            Failure::Timeout => INTERVAL * fall + TIMEOUT,
+            _ => INTERVAL * fall,
+        }
+    }
+
+    fn apply(
+        self,
+        ns: &TestNs,
+        listener: &Listener,
+        failed: &[u32],
+        fail: bool,
+    ) -> Result<(), BoxError> {
+        let addrs: Vec<SocketAddrV4> = failed.iter().map(|&i| Layout::rip(i)).collect();
+        match (self, fail) {
+            (Failure::Refused, true) => {
+                listener.close(failed);
+                Ok(())
+            }
+            (Failure::Refused, false) => listener.reopen(ns, failed, &addrs),
+            (Failure::Timeout, add) => route(ns, &addrs, RouteKind::Martian, add),
+            (Failure::Unreachable, add) => route(ns, &addrs, RouteKind::Prohibit, add),
+        }
+    }
+}
+
+/// One failure scenario: seconds from the failure to each failed server's removal, and
+/// from the repair to its return (`None`: not within the deadline); healthy servers of
+/// those services that went missing meanwhile; the mean time between table polls.
+struct Convergence {
+    failure: Failure,
+    removal: Vec<Option<f64>>,
+    others_lost: usize,
+    recovery: Vec<Option<f64>>,
+    poll_period: f64,
+}
+
+/// Fails `layout.failed`, polls the kernel table every 20 ms until they are all gone
+/// (or a deadline), repairs them and polls until they are all back (or a deadline).
 fn convergence(
     a: &Args,
     layout: &Layout,
     ns: &TestNs,
+    listener: &Listener,
     ipvs: &mut IpvsSocket,
+    failure: Failure,
 ) -> Result<Convergence, BoxError> {
     let per = layout.per_service;
     let services: BTreeSet<u32> = layout.failed.iter().map(|i| i / per).collect();
@@ -560,7 +706,7 @@ fn convergence(
         .iter()
         .map(|&v| ServiceAttrs::addr_key(Protocol::TCP, SocketAddr::V4(Layout::vip(v))))
         .collect();
-    let mut present = |ipvs: &mut IpvsSocket| -> Result<BTreeSet<SocketAddr>, BoxError> {
+    let present = |ipvs: &mut IpvsSocket| -> Result<BTreeSet<SocketAddr>, BoxError> {
         let mut set = BTreeSet::new();
         for k in &keys {
             for d in ipvs.destinations(k)? {
@@ -575,44 +721,36 @@ fn convergence(
     if let Some(missing) = failed.iter().find(|s| !before.contains(s)) {
         return Err(format!("{missing} is not in the table before it fails").into());
     }
-    let addrs: Vec<Ipv4Addr> = layout
-        .failed
-        .iter()
-        .map(|&i| *Layout::rip(i).ip())
-        .collect();
-    let bound = INTERVAL * a.fall;
-    let deadline = bound * 3 + Duration::from_secs(10);
-
-    let poll =
-        |ipvs: &mut IpvsSocket,
-         t0: Instant,
-         gone: bool,
-         present: &mut dyn FnMut(&mut IpvsSocket) -> Result<BTreeSet<SocketAddr>, BoxError>,
-         lost: &mut BTreeSet<SocketAddr>|
-         -> Result<Vec<Option<f64>>, BoxError> {
-            let mut times: Vec<Option<f64>> = vec![None; failed.len()];
-            let mut tick = t0;
-            while t0.elapsed() < deadline && times.iter().any(Option::is_none) {
-                tick += POLL;
-                sleep_until(tick);
-                let set = present(ipvs)?;
-                let now = t0.elapsed().as_secs_f64();
-                for (t, s) in times.iter_mut().zip(&failed) {
-                    if t.is_none() && set.contains(s) != gone {
-                        *t = Some(now);
-                    }
-                }
-                lost.extend(others.iter().filter(|s| !set.contains(s)).copied());
-            }
-            Ok(times)
-        };
+    let bound = failure.bound(a.fall);
+    let deadline = bound * 2 + Duration::from_secs(5);
+    let mut polls = 0u32;
+    let mut polled = Duration::ZERO;
     let mut lost = BTreeSet::new();
-    prohibit(ns, &addrs, true)?;
-    let t_fail = Instant::now();
-    let removal = poll(ipvs, t_fail, true, &mut present, &mut lost)?;
-    prohibit(ns, &addrs, false)?;
-    let t_back = Instant::now();
-    let recovery = poll(ipvs, t_back, false, &mut present, &mut lost)?;
+    let mut poll = |ipvs: &mut IpvsSocket, gone: bool| -> Result<Vec<Option<f64>>, BoxError> {
+        let t0 = Instant::now();
+        let mut times: Vec<Option<f64>> = vec![None; failed.len()];
+        let mut tick = t0;
+        while t0.elapsed() < deadline && times.iter().any(Option::is_none) {
+            tick += POLL;
+            sleep_until(tick);
+            let set = present(ipvs)?;
+            polls += 1;
+            let now = t0.elapsed().as_secs_f64();
+            for (t, s) in times.iter_mut().zip(&failed) {
+                if t.is_none() && set.contains(s) != gone {
+                    *t = Some(now);
+                }
+            }
+            lost.extend(others.iter().filter(|s| !set.contains(s)).copied());
+        }
+        polled += t0.elapsed();
+        Ok(times)
+    };
+    failure.apply(ns, listener, &layout.failed, true)?;
+    let removal = poll(ipvs, true)?;
+    failure.apply(ns, listener, &layout.failed, false)?;
+    let recovery = poll(ipvs, false)?;
+    let poll_period = polled.as_secs_f64() / f64::from(polls.max(1));
     let fmt = |v: &[Option<f64>]| {
         v.iter()
             .map(|t| t.map_or("-".to_string(), |t| format!("{t:.2}")))
@@ -620,33 +758,40 @@ fn convergence(
             .join(" ")
     };
     eprintln!(
-        "  {} servers failed at once: removed after [{}] s (fall x interval = {} s); back \
-         after [{}] s; other servers of those services missing meanwhile: {}",
+        "  {}: {} servers failed at once; removed after [{}] s (bound {:.1} s); back after \
+         [{}] s; other servers of those services missing meanwhile: {}; one table poll \
+         every {:.0} ms",
+        failure.describe(),
         failed.len(),
         fmt(&removal),
-        bound.as_secs(),
+        bound.as_secs_f64(),
         fmt(&recovery),
-        lost.len()
+        lost.len(),
+        poll_period * 1e3
     );
     Ok(Convergence {
+        failure,
         removal,
         others_lost: lost.len(),
         recovery,
+        poll_period,
     })
 }
 
-/// Seconds from the failure to each failed server's removal, and from the repair to its
-/// return (`None`: not within the deadline); healthy servers lost meanwhile.
-#[derive(Default)]
-struct Convergence {
-    removal: Vec<Option<f64>>,
-    others_lost: usize,
-    recovery: Vec<Option<f64>>,
+/// Routes added to the local table of the namespace to make servers fail.
+#[derive(Clone, Copy)]
+enum RouteKind {
+    /// `prohibit ADDR`: connect(2) fails with EACCES.
+    Prohibit,
+    /// `ADDR dev lo scope link`: the address is no longer local, the SYN leaves on lo,
+    /// comes back with a loopback destination on a route that is not local, and is
+    /// dropped as a martian: the connect times out.
+    Martian,
 }
 
-/// Adds (or deletes) `prohibit` routes for `addrs` in the local table of `ns`: a connect
-/// to them then fails at once with EACCES, as for a server that refuses connections.
-fn prohibit(ns: &TestNs, addrs: &[Ipv4Addr], add: bool) -> Result<(), BoxError> {
+/// Adds (or deletes) a route of `kind` for each of `addrs` in the local table of `ns`,
+/// in one netlink datagram.
+fn route(ns: &TestNs, addrs: &[SocketAddrV4], kind: RouteKind, add: bool) -> Result<(), BoxError> {
     const RTM_NEWROUTE: u16 = 24;
     const RTM_DELROUTE: u16 = 25;
     const NLM_F_REQUEST: u16 = 1;
@@ -655,17 +800,25 @@ fn prohibit(ns: &TestNs, addrs: &[Ipv4Addr], add: bool) -> Result<(), BoxError> 
     const NLM_F_CREATE: u16 = 0x400;
     const RT_TABLE_LOCAL: u8 = 255;
     const RTPROT_STATIC: u8 = 4;
+    const RT_SCOPE_UNIVERSE: u8 = 0;
+    const RT_SCOPE_LINK: u8 = 253;
+    const RTN_UNICAST: u8 = 1;
     const RTN_PROHIBIT: u8 = 8;
     const RTA_DST: u16 = 1;
-    let sock = ns.enter(|| -> Result<Socket, std::io::Error> {
-        let mut s = Socket::new(NETLINK_ROUTE)?;
-        s.bind_auto()?;
-        s.connect(&NlAddr::new(0, 0))?;
-        Ok(s)
+    const RTA_OIF: u16 = 4;
+    let (sock, lo) = ns.enter(|| -> Result<(Socket, u32), String> {
+        let open = || -> std::io::Result<Socket> {
+            let mut s = Socket::new(NETLINK_ROUTE)?;
+            s.bind_auto()?;
+            s.connect(&NlAddr::new(0, 0))?;
+            Ok(s)
+        };
+        let lo = nix::net::if_::if_nametoindex("lo").map_err(|e| format!("lo: {e}"))?;
+        Ok((open().map_err(|e| format!("rtnetlink: {e}"))?, lo))
     })??;
     let mut buf = Vec::new();
-    for (seq, ip) in addrs.iter().enumerate() {
-        let (kind, flags) = if add {
+    for (seq, addr) in addrs.iter().enumerate() {
+        let (msg, flags) = if add {
             (
                 RTM_NEWROUTE,
                 NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -673,8 +826,13 @@ fn prohibit(ns: &TestNs, addrs: &[Ipv4Addr], add: bool) -> Result<(), BoxError> 
         } else {
             (RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK)
         };
-        buf.extend_from_slice(&36u32.to_ne_bytes());
-        buf.extend_from_slice(&kind.to_ne_bytes());
+        let (scope, rtype, oif) = match kind {
+            RouteKind::Prohibit => (RT_SCOPE_UNIVERSE, RTN_PROHIBIT, None),
+            RouteKind::Martian => (RT_SCOPE_LINK, RTN_UNICAST, Some(lo)),
+        };
+        let len = 16 + 12 + 8 + if oif.is_some() { 8 } else { 0 };
+        buf.extend_from_slice(&(len as u32).to_ne_bytes());
+        buf.extend_from_slice(&msg.to_ne_bytes());
         buf.extend_from_slice(&flags.to_ne_bytes());
         buf.extend_from_slice(&(seq as u32 + 1).to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes());
@@ -686,13 +844,18 @@ fn prohibit(ns: &TestNs, addrs: &[Ipv4Addr], add: bool) -> Result<(), BoxError> 
             0,
             RT_TABLE_LOCAL,
             RTPROT_STATIC,
-            0,
-            RTN_PROHIBIT,
+            scope,
+            rtype,
         ]);
         buf.extend_from_slice(&0u32.to_ne_bytes());
         buf.extend_from_slice(&8u16.to_ne_bytes());
         buf.extend_from_slice(&RTA_DST.to_ne_bytes());
-        buf.extend_from_slice(&ip.octets());
+        buf.extend_from_slice(&addr.ip().octets());
+        if let Some(oif) = oif {
+            buf.extend_from_slice(&8u16.to_ne_bytes());
+            buf.extend_from_slice(&RTA_OIF.to_ne_bytes());
+            buf.extend_from_slice(&oif.to_ne_bytes());
+        }
     }
     sock.send(&buf, 0)?;
     let mut rbuf = vec![0u8; 64 * 1024];
@@ -707,7 +870,7 @@ fn prohibit(ns: &TestNs, addrs: &[Ipv4Addr], add: bool) -> Result<(), BoxError> 
                 let err = i32::from_ne_bytes(rbuf[pos + 16..pos + 20].try_into()?);
                 if err != 0 {
                     return Err(format!(
-                        "{} prohibit route: {}",
+                        "{} route: {}",
                         if add { "add" } else { "delete" },
                         std::io::Error::from_raw_os_error(-err)
                     )
@@ -721,81 +884,188 @@ fn prohibit(ns: &TestNs, addrs: &[Ipv4Addr], add: bool) -> Result<(), BoxError> 
     Ok(())
 }
 
-/// The listener of every real server: one thread that accepts and closes, and counts.
+/// The real servers: one listening socket per address, all served by one thread (epoll)
+/// that accepts, closes and counts.
 struct Listener {
-    count: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    tid: Arc<AtomicI32>,
+    shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+struct Shared {
+    count: AtomicU64,
+    stop: AtomicBool,
+    tid: AtomicI32,
+    /// The listening socket of each server (None while it is failed).
+    socks: Mutex<Vec<Option<socket2::Socket>>>,
+    epoll: OwnedFd,
+}
+
 impl Listener {
-    fn start(ns: &TestNs) -> Result<Self, BoxError> {
-        let sock = ns.enter(|| -> Result<socket2::Socket, String> {
-            // A deep accept queue: a listener that falls behind must not drop handshakes
-            // (the counter would then undercount, and the checks would fail).
-            for (key, value) in [
-                ("net/core/somaxconn", "65535"),
-                ("net/ipv4/tcp_max_syn_backlog", "65535"),
-            ] {
-                std::fs::write(format!("/proc/sys/{key}"), value)
-                    .map_err(|e| format!("{key}: {e}"))?;
+    fn start(ns: &TestNs, addrs: &[SocketAddrV4]) -> Result<Self, BoxError> {
+        let socks = open_listeners(ns, addrs)?;
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new file
+        // descriptor that nothing else owns.
+        let epoll = unsafe {
+            let fd = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error().into());
             }
-            let listen = || -> std::io::Result<socket2::Socket> {
-                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-                s.set_reuse_address(true)?;
-                s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)).into())?;
-                s.listen(65535)?;
-                // accept() wakes up at least every 100 ms, to see the stop flag.
-                s.set_read_timeout(Some(Duration::from_millis(100)))?;
-                Ok(s)
-            };
-            listen().map_err(|e| format!("listen on 0.0.0.0:80: {e}"))
-        })??;
-        let count = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let tid = Arc::new(AtomicI32::new(0));
+            OwnedFd::from_raw_fd(fd)
+        };
+        for (i, s) in socks.iter().enumerate() {
+            watch(&epoll, s, i)?;
+        }
+        let shared = Arc::new(Shared {
+            count: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            tid: AtomicI32::new(0),
+            socks: Mutex::new(socks.into_iter().map(Some).collect()),
+            epoll,
+        });
         let thread = {
-            let (count, stop, tid) = (count.clone(), stop.clone(), tid.clone());
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("listener".into())
-                .spawn(move || {
-                    tid.store(nix::unistd::gettid().as_raw(), Ordering::Relaxed);
-                    while !stop.load(Ordering::Relaxed) {
-                        if let Ok((conn, _)) = sock.accept_raw() {
-                            drop(conn);
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })?
+                .spawn(move || serve(&shared))?
         };
         Ok(Self {
-            count,
-            stop,
-            tid,
+            shared,
             thread: Some(thread),
         })
     }
 
     fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.shared.count.load(Ordering::Relaxed)
     }
 
     /// CPU ticks of the listener thread.
     fn ticks(&self) -> u64 {
-        let tid = self.tid.load(Ordering::Relaxed);
+        let tid = self.shared.tid.load(Ordering::Relaxed);
         std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
             .ok()
-            .and_then(|s| stat_fields(&s).map(|f| f.1))
+            .and_then(|s| stat_fields(&s).map(|f| f.1.total()))
             .unwrap_or(0)
     }
 
+    /// Closes the listening sockets of `servers`: connects to them are then refused.
+    fn close(&self, servers: &[u32]) {
+        let mut socks = self
+            .shared
+            .socks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for &i in servers {
+            if let Some(slot) = socks.get_mut(i as usize) {
+                // Closing the only descriptor also removes it from the epoll set.
+                *slot = None;
+            }
+        }
+    }
+
+    /// Listens again on the addresses of `servers`.
+    fn reopen(&self, ns: &TestNs, servers: &[u32], addrs: &[SocketAddrV4]) -> Result<(), BoxError> {
+        let new = open_listeners(ns, addrs)?;
+        let mut socks = self
+            .shared
+            .socks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (&i, s) in servers.iter().zip(new) {
+            watch(&self.shared.epoll, &s, i as usize)?;
+            if let Some(slot) = socks.get_mut(i as usize) {
+                *slot = Some(s);
+            }
+        }
+        Ok(())
+    }
+
     fn stop(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         self.count()
+    }
+}
+
+/// Non-blocking listening sockets on `addrs`, in `ns`.
+fn open_listeners(ns: &TestNs, addrs: &[SocketAddrV4]) -> Result<Vec<socket2::Socket>, BoxError> {
+    Ok(ns.enter(|| -> Result<Vec<socket2::Socket>, String> {
+        addrs
+            .iter()
+            .map(|addr| {
+                let listen = || -> std::io::Result<socket2::Socket> {
+                    let s =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+                    s.set_reuse_address(true)?;
+                    s.bind(&SocketAddr::V4(*addr).into())?;
+                    s.listen(1024)?;
+                    s.set_nonblocking(true)?;
+                    Ok(s)
+                };
+                listen().map_err(|e| format!("listen on {addr}: {e}"))
+            })
+            .collect()
+    })??)
+}
+
+/// Adds `sock` to the epoll set with `index` as its token.
+fn watch(epoll: &OwnedFd, sock: &socket2::Socket, index: usize) -> Result<(), BoxError> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: index as u64,
+    };
+    // SAFETY: both descriptors are open for the duration of the call; `ev` is a valid
+    // epoll_event that the kernel only reads.
+    let r = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            sock.as_raw_fd(),
+            &mut ev,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+/// The listener thread: waits for ready sockets (100 ms at most, to see the stop flag),
+/// accepts every pending connection on them, closes it and counts it.
+fn serve(shared: &Shared) {
+    shared
+        .tid
+        .store(nix::unistd::gettid().as_raw(), Ordering::Relaxed);
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    while !shared.stop.load(Ordering::Relaxed) {
+        // SAFETY: `events` is a writable buffer of `events.len()` entries that outlives
+        // the call; the epoll descriptor is open (owned by `shared`).
+        let n = unsafe {
+            libc::epoll_wait(
+                shared.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                100,
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            continue; // EINTR
+        };
+        let socks = shared.socks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut accepted = 0;
+        for ev in &events[..n] {
+            let index = ev.u64 as usize;
+            let Some(Some(sock)) = socks.get(index) else {
+                continue; // closed since (a failed server)
+            };
+            while let Ok((conn, _)) = sock.accept_raw() {
+                drop(conn);
+                accepted += 1;
+            }
+        }
+        drop(socks);
+        shared.count.fetch_add(accepted, Ordering::Relaxed);
     }
 }
 
@@ -809,7 +1079,7 @@ fn table(ipvs: &mut IpvsSocket) -> Result<(usize, usize), BoxError> {
     Ok((services.len(), dests))
 }
 
-/// `pid` and every process below it.
+/// `root` and every process below it.
 fn descendants(root: i32) -> Vec<i32> {
     let mut parent = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -817,10 +1087,7 @@ fn descendants(root: i32) -> Vec<i32> {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
             };
-            if let Some((ppid, _)) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| stat_fields(&s))
-            {
+            if let Some((ppid, _)) = proc_stat(pid) {
                 parent.push((pid, ppid));
             }
         }
@@ -835,23 +1102,26 @@ fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
-/// From /proc/PID/stat: (ppid, utime + stime + cutime + cstime) in clock ticks.
-fn stat_fields(stat: &str) -> Option<(i32, u64)> {
+/// From /proc/PID/stat: the parent's pid, and user (utime + cutime) and system (stime +
+/// cstime) time in clock ticks.
+fn stat_fields(stat: &str) -> Option<(i32, Cpu)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command name: state (3), ppid (4), ..., utime (14), stime (15),
+    // After the command name: state (field 3), ppid (4), ..., utime (14), stime (15),
     // cutime (16), cstime (17); f[0] is field 3.
     let ppid = f.get(1)?.parse().ok()?;
-    let mut ticks = 0u64;
-    for i in 11..=14 {
-        ticks += f.get(i)?.parse::<i64>().ok()?.max(0) as u64;
-    }
-    Some((ppid, ticks))
+    let n = |i: usize| -> Option<u64> { Some(f.get(i)?.parse::<i64>().ok()?.max(0) as u64) };
+    Some((
+        ppid,
+        Cpu {
+            user: n(11)? + n(13)?,
+            sys: n(12)? + n(14)?,
+        },
+    ))
 }
 
-fn proc_ticks(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_fields(&s).map(|f| f.1)
+fn proc_stat(pid: i32) -> Option<(i32, Cpu)> {
+    stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// A `KEY:  N kB` line of /proc/PID/FILE, in KiB.
@@ -925,9 +1195,9 @@ fn sleep_until(t: Instant) {
     }
 }
 
-/// Raises the open-file limit (inherited by the daemons) to its hard maximum, at least
-/// 65536 when root may.
-fn raise_nofile() -> Result<(), BoxError> {
+/// Raises the open-file limit (inherited by the daemons) to at least `want` (and to the
+/// hard limit); returns the new soft limit.
+fn raise_nofile(want: u64) -> Result<u64, BoxError> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -937,37 +1207,45 @@ fn raise_nofile() -> Result<(), BoxError> {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return Err(std::io::Error::last_os_error().into());
         }
-        let want = lim.rlim_max.max(65536);
+        let max = lim.rlim_max.max(want);
         let new = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: want,
+            rlim_cur: max,
+            rlim_max: max,
         };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error().into());
-            }
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 {
+            return Ok(max);
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            return Err(std::io::Error::last_os_error().into());
         }
     }
-    Ok(())
+    if lim.rlim_cur < want {
+        return Err(format!(
+            "RLIMIT_NOFILE {} < {want} and cannot be raised",
+            lim.rlim_cur
+        )
+        .into());
+    }
+    Ok(lim.rlim_cur)
 }
 
 fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxError> {
     let mut out = String::new();
+    let two = rs.len() == 2;
     let head: Vec<String> = rs
         .iter()
         .map(|r| format!("{} ({})", r.name, r.version))
         .collect();
-    let ratio = rs.len() == 2;
-    let w = a.secs - a.warmup;
     writeln!(out)?;
     writeln!(
         out,
-        "| {} real servers, TCP check every 1 s, {} s | {} |{}",
+        "| {} real servers, TCP check every {} s, {} s | {} |{}",
         a.servers,
+        INTERVAL.as_secs(),
         a.secs,
         head.join(" | "),
-        if ratio {
+        if two {
             format!(" {} / {} |", rs[1].name, rs[0].name)
         } else {
             String::new()
@@ -977,146 +1255,264 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
         out,
         "|---|{}{}",
         "---|".repeat(rs.len()),
-        if ratio { "---|" } else { "" }
+        if two { "---|" } else { "" }
     )?;
-    let mut row = |label: &str, f: &dyn Fn(&RunResult) -> f64, fmt: &dyn Fn(f64) -> String| {
-        let vals: Vec<f64> = rs.iter().map(f).collect();
+    // A row of numbers (with their ratio) or of text.
+    let mut row = |label: &str, vals: Vec<f64>, fmt: &dyn Fn(f64) -> String, ratio: bool| {
         let cells: Vec<String> = vals.iter().map(|v| fmt(*v)).collect();
-        let r = if ratio {
-            format!(" {:.2}x |", vals[1] / vals[0].max(1e-9))
-        } else {
-            String::new()
+        let r = match (two, ratio) {
+            (true, true) => format!(" {:.2}x |", vals[1] / vals[0]),
+            (true, false) => " - |".to_string(),
+            _ => String::new(),
         };
         let _ = writeln!(out, "| {label} | {} |{r}", cells.join(" | "));
     };
+    let secs = |r: &RunResult, t: u64| t as f64 / r.tck;
     let f2 = |v: f64| format!("{v:.2}");
     let f1 = |v: f64| format!("{v:.1}");
+    let f0 = |v: f64| format!("{v:.0}");
     row(
-        &format!("CPU s, whole run (0-{} s, start-up included)", a.secs),
-        &|r| r.cpu_total,
+        &format!("**CPU s, whole run** (0-{} s, start-up included)", a.secs),
+        rs.iter().map(|r| secs(r, r.cpu_total.total())).collect(),
+        &|v| format!("**{v:.2}**"),
+        true,
+    );
+    let w = format!("{}-{} s", a.warmup, a.secs);
+    row(
+        &format!("CPU s, steady state ({w})"),
+        rs.iter().map(|r| secs(r, r.cpu_window.total())).collect(),
         &f2,
+        true,
     );
     row(
-        &format!("CPU s, steady state ({}-{} s)", a.warmup, a.secs),
-        &|r| r.cpu_window,
+        &format!("  of which user ({w})"),
+        rs.iter().map(|r| secs(r, r.cpu_window.user)).collect(),
         &f2,
+        true,
+    );
+    row(
+        &format!("  of which system ({w})"),
+        rs.iter().map(|r| secs(r, r.cpu_window.sys)).collect(),
+        &f2,
+        true,
     );
     row(
         "CPU ms per 1,000 checks (steady state)",
-        &|r| r.cpu_window * 1e6 / (r.accepts.max(1) as f64),
+        rs.iter()
+            .map(|r| secs(r, r.cpu_window.total()) * 1e6 / (r.accepts.max(1) as f64))
+            .collect(),
         &f1,
+        true,
     );
     row(
-        "peak RSS, MiB (VmHWM summed over the processes)",
-        &|r| r.hwm_kib as f64 / 1024.0,
-        &f1,
+        "**peak RSS, MiB** (VmHWM, summed over the processes)",
+        rs.iter().map(|r| r.hwm_kib as f64 / 1024.0).collect(),
+        &|v| format!("**{v:.1}**"),
+        true,
     );
     row(
         &format!("PSS at {} s, MiB (shared pages counted once)", a.secs),
-        &|r| r.pss_kib as f64 / 1024.0,
+        rs.iter().map(|r| r.pss_kib as f64 / 1024.0).collect(),
         &f1,
+        true,
     );
     row(
-        &format!(
-            "checks/s accepted by the listener ({}-{} s)",
-            a.warmup, a.secs
-        ),
-        &|r| r.accepts as f64 / r.window,
+        "processes",
+        rs.iter().map(|r| r.procs.len() as f64).collect(),
+        &f0,
+        false,
+    );
+    row(
+        &format!("checks/s accepted at the servers ({w})"),
+        rs.iter().map(|r| r.accepts as f64 / r.window).collect(),
         &f1,
+        true,
     );
     row(
-        "connection attempts/s (TCP ActiveOpens)",
-        &|r| r.active_opens as f64 / r.window,
+        "connection attempts/s (TCP ActiveOpens, same window)",
+        rs.iter()
+            .map(|r| r.active_opens as f64 / r.window)
+            .collect(),
         &f1,
+        true,
     );
     row(
-        "slowest 1-s interval after warm-up, checks",
-        &|r| {
-            r.per_second
-                .iter()
-                .skip(a.warmup as usize)
-                .copied()
-                .min()
-                .unwrap_or(0) as f64
-        },
-        &|v| format!("{v:.0}"),
+        "fewest checks in one second after warm-up",
+        rs.iter()
+            .map(|r| {
+                r.per_second
+                    .iter()
+                    .skip(a.warmup as usize)
+                    .copied()
+                    .min()
+                    .unwrap_or(0) as f64
+            })
+            .collect(),
+        &f0,
+        false,
     );
+    let cells: Vec<String> = rs
+        .iter()
+        .map(|r| format!("{} / {}", r.services_end, r.dests_end))
+        .collect();
+    writeln!(
+        out,
+        "| services / destinations in the kernel at {} s (of {} / {}) | {} |{}",
+        a.secs,
+        layout.services,
+        layout.servers,
+        cells.join(" | "),
+        if two { " - |" } else { "" }
+    )?;
+    let mut row = |label: &str, vals: Vec<f64>, fmt: &dyn Fn(f64) -> String, ratio: bool| {
+        let cells: Vec<String> = vals.iter().map(|v| fmt(*v)).collect();
+        let r = match (two, ratio) {
+            (true, true) => format!(" {:.2}x |", vals[1] / vals[0]),
+            (true, false) => " - |".to_string(),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "| {label} | {} |{r}", cells.join(" | "));
+    };
     row(
-        &format!("services in the kernel table at {} s", a.secs),
-        &|r| r.services_end as f64,
-        &|v| format!("{v:.0} / {}", layout.services),
-    );
-    row(
-        &format!("destinations in the kernel table at {} s", a.secs),
-        &|r| r.dests_end as f64,
-        &|v| format!("{v:.0} / {}", layout.servers),
-    );
-    row(
-        "all destinations in the table after, s",
-        &|r| r.full_at.unwrap_or(f64::NAN),
+        "all destinations in the kernel after (s from start)",
+        rs.iter().map(|r| r.full_at.unwrap_or(f64::NAN)).collect(),
         &f1,
+        false,
     );
     row(
-        "listener thread CPU s (the benchmark's own, same window)",
-        &|r| r.listener_cpu,
+        "stop: SIGTERM to exit, services removed (s)",
+        rs.iter().map(|r| r.stop).collect(),
         &f2,
+        false,
     );
     row(
-        &format!("whole VM CPU busy ({w} s window)"),
-        &|r| r.vm_busy * 100.0,
-        &|v| format!("{v:.0}%"),
+        "log lines (start-up, run, convergence, stop)",
+        rs.iter().map(|r| r.log_lines as f64).collect(),
+        &f0,
+        false,
     );
-    let _ = listener_overflows_row(&mut out, rs);
+    row(
+        "listener thread CPU s (the benchmark's own servers, steady state)",
+        rs.iter().map(|r| r.listener_cpu).collect(),
+        &f2,
+        false,
+    );
+    row(
+        &format!("whole VM CPU busy ({w})"),
+        rs.iter().map(|r| r.vm_busy * 100.0).collect(),
+        &|v| format!("{v:.0}%"),
+        false,
+    );
+    row(
+        "listen queue overflows and drops (should be 0)",
+        rs.iter().map(|r| r.listen_overflows as f64).collect(),
+        &f0,
+        false,
+    );
+
     if !layout.failed.is_empty() {
         let n = layout.failed.len();
-        let bound = a.fall as f64 * INTERVAL.as_secs_f64();
         writeln!(out)?;
         writeln!(
             out,
-            "| {n} of {} real servers fail at once (connect: EACCES) | fall x interval | {} |",
+            "| {n} of {} real servers fail at once: removed from the kernel after (first / \
+             median / last) | bound | {} |",
             layout.servers,
             rs.iter()
                 .map(|r| match r.name {
-                    "keepalived" =>
-                        format!("keepalived (retry {}, delay_before_retry 1)", a.fall - 1),
+                    "keepalived" => format!(
+                        "keepalived (retry {}, delay_before_retry {} s)",
+                        a.fall - 1,
+                        INTERVAL.as_secs()
+                    ),
                     _ => format!("keepalive-d (fall {})", a.fall),
                 })
                 .collect::<Vec<_>>()
                 .join(" | ")
         )?;
         writeln!(out, "|---|---|{}", "---|".repeat(rs.len()))?;
-        let stat = |v: &[Option<f64>], q: f64| -> String {
+        let spread = |v: &[Option<f64>]| -> String {
             let mut t: Vec<f64> = v.iter().flatten().copied().collect();
-            if t.len() < v.len() {
-                return format!(
-                    "{} of {} not within the deadline",
-                    v.len() - t.len(),
-                    v.len()
-                );
+            if t.is_empty() {
+                return format!("**never** (none of {} within the deadline)", v.len());
             }
             t.sort_by(f64::total_cmp);
-            let i = ((t.len() - 1) as f64 * q).round() as usize;
-            format!("{:.2} s", t[i])
+            let missing = v.len() - t.len();
+            let mut s = format!(
+                "{:.2} / {:.2} / {:.2} s",
+                t[0],
+                t[(t.len() - 1) / 2],
+                t[t.len() - 1]
+            );
+            if missing > 0 {
+                let _ = write!(s, " ({missing} never)");
+            }
+            s
         };
-        for (label, q) in [
-            ("first removed", 0.0),
-            ("median", 0.5),
-            ("last removed (all gone)", 1.0),
-        ] {
-            let cells: Vec<String> = rs.iter().map(|r| stat(&r.conv.removal, q)).collect();
-            writeln!(out, "| {label} | {bound:.1} s | {} |", cells.join(" | "))?;
+        let scenarios = rs.first().map_or(0, |r| r.conv.len());
+        for k in 0..scenarios {
+            let Some(c0) = rs[0].conv.get(k) else {
+                continue;
+            };
+            let bound = c0.failure.bound(a.fall).as_secs_f64();
+            let bound_text = match c0.failure {
+                Failure::Timeout => format!("{bound:.1} s (fall x interval + timeout)"),
+                _ => format!("{bound:.1} s (fall x interval)"),
+            };
+            let cells: Vec<String> = rs
+                .iter()
+                .map(|r| {
+                    r.conv
+                        .get(k)
+                        .map_or("-".to_string(), |c| spread(&c.removal))
+                })
+                .collect();
+            writeln!(
+                out,
+                "| {} | {bound_text} | {} |",
+                c0.failure.describe(),
+                cells.join(" | ")
+            )?;
         }
-        let cells: Vec<String> = rs.iter().map(|r| r.conv.others_lost.to_string()).collect();
+        for k in 0..scenarios {
+            let Some(c0) = rs[0].conv.get(k) else {
+                continue;
+            };
+            let cells: Vec<String> = rs
+                .iter()
+                .map(|r| {
+                    r.conv.get(k).map_or("-".to_string(), |c| {
+                        format!(
+                            "{}; {} healthy servers lost",
+                            spread(&c.recovery),
+                            c.others_lost
+                        )
+                    })
+                })
+                .collect();
+            let label = match c0.failure {
+                Failure::Refused => "refused, repaired (listening again): back after",
+                Failure::Timeout => "timeout, repaired (route deleted): back after",
+                Failure::Unreachable => "unreachable, repaired (route deleted): back after",
+            };
+            writeln!(
+                out,
+                "| {label} | rise 1: up to 1 interval | {} |",
+                cells.join(" | ")
+            )?;
+        }
+        let periods: Vec<String> = rs
+            .iter()
+            .flat_map(|r| &r.conv)
+            .map(|c| format!("{:.0}", c.poll_period * 1e3))
+            .collect();
+        writeln!(out)?;
         writeln!(
             out,
-            "| healthy servers of those services missing meanwhile | 0 | {} |",
-            cells.join(" | ")
-        )?;
-        let cells: Vec<String> = rs.iter().map(|r| stat(&r.conv.recovery, 1.0)).collect();
-        writeln!(
-            out,
-            "| routes deleted: all back in the table after | rise 1 x interval | {} |",
-            cells.join(" | ")
+            "Times are from the failure (or repair) to the first table poll that shows the \
+             change; the table was polled every {} ms (per scenario and daemon: {} ms).",
+            POLL.as_millis(),
+            periods.join(", ")
         )?;
     }
     writeln!(out)?;
@@ -1124,23 +1520,17 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
         let procs: Vec<String> = r
             .procs
             .iter()
-            .map(|(pid, comm, ticks, hwm)| {
+            .map(|(pid, p)| {
                 format!(
-                    "{comm}[{pid}] {:.2} s CPU, VmHWM {:.1} MiB",
-                    *ticks as f64 / clock_ticks(),
-                    *hwm as f64 / 1024.0
+                    "{}[{pid}] {:.2} s user + {:.2} s system, VmHWM {:.1} MiB",
+                    p.comm,
+                    secs(r, p.cpu.user),
+                    secs(r, p.cpu.sys),
+                    p.hwm_kib as f64 / 1024.0
                 )
             })
             .collect();
-        writeln!(
-            out,
-            "- {}: {}; stop (SIGTERM to exit) {:.2} s, {} destinations left after; {} log lines",
-            r.name,
-            procs.join("; "),
-            r.stop,
-            r.left_after_stop,
-            r.log_lines
-        )?;
+        writeln!(out, "- {}: {}", r.name, procs.join("; "))?;
     }
     let argv: Vec<String> = std::env::args().collect();
     writeln!(out)?;
@@ -1154,14 +1544,4 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
     writeln!(out, "cargo lab run -- {}", argv.join(" "))?;
     writeln!(out, "```")?;
     Ok(out)
-}
-
-fn listener_overflows_row(out: &mut String, rs: &[RunResult]) -> std::fmt::Result {
-    let cells: Vec<String> = rs.iter().map(|r| r.listen_overflows.to_string()).collect();
-    writeln!(
-        out,
-        "| listen queue overflows and drops (should be 0) | {} |{}",
-        cells.join(" | "),
-        if rs.len() == 2 { " - |" } else { "" }
-    )
 }
