@@ -224,7 +224,8 @@ impl Task {
             state.last = Some(outcome);
         }
         if let Some(t) = transition {
-            tracing::info!(
+            // Debug only: the consumer of the transitions logs them with its own context.
+            tracing::debug!(
                 server = %self.id,
                 addr = %self.addr,
                 "real server is now {}: {}",
