@@ -767,26 +767,31 @@ async fn exec_timeout_kills_the_whole_process_group() {
     let dir = temp_dir("exec-group");
     let pids = dir.join("pids");
     // The shell, and a sleep it starts in the background (same process group).
+    // One write of both ids, once the sleep runs; 1 s leaves the shell time to get there
+    // even on a loaded machine.
     let script = format!(
-        "echo $$ > {p}; /bin/sleep 10 & echo $! >> {p}; wait",
+        "/bin/sleep 10 & echo \"$$ $!\" > {p}; wait",
         p = pids.display()
     );
     let start = Instant::now();
     let out = probe(
         "127.0.0.1:0".parse().unwrap(),
         exec("/bin/sh", &["-c", &script]),
-        ms(300),
+        ms(1000),
     )
     .await;
     let took = start.elapsed();
     assert!(!out.ok);
     assert_eq!(
         out.detail,
-        "/bin/sh: timed out after 300ms, process group killed"
+        "/bin/sh: timed out after 1s, process group killed"
     );
-    assert!(took >= ms(300) && took < ms(1500), "{took:?}");
+    assert!(took >= ms(1000) && took < ms(2500), "{took:?}");
     let text = std::fs::read_to_string(&pids).unwrap();
-    let pids: Vec<u32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    let pids: Vec<u32> = text
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     assert_eq!(pids.len(), 2, "{text}");
     // The shell was reaped by the probe; the orphaned sleep was killed (its new parent
     // may not have reaped it yet).
@@ -869,7 +874,7 @@ async fn checkers_follow_a_server_that_goes_away_and_comes_back() {
     let t = next(&mut rx, ms(2000)).await;
     assert_eq!(t.health, Health::Up);
     let n = accepted.load(Ordering::SeqCst);
-    assert!((2..=3).contains(&n), "up after {n} connections, rise is 2");
+    assert!(n >= 2, "up after {n} connection, rise is 2");
 
     // Nothing else happens while it stays up.
     assert!(
@@ -958,7 +963,8 @@ async fn checkers_spread_the_first_probes_over_the_interval() {
     for (server, when) in &at {
         let expected = ms(250) * (*server as u32);
         assert!(
-            *when >= expected && *when < expected + ms(200),
+            // Never early; late only by scheduling delays (generous for a loaded CI).
+            *when >= expected && *when < expected + ms(1000),
             "server {server} first probed after {when:?}, expected {expected:?}"
         );
     }
