@@ -147,15 +147,28 @@ struct Layout {
 
 impl Layout {
     fn new(a: &Args) -> Self {
+        let services = a.servers.div_ceil(a.per_service);
+        // The failed servers are in two services far apart (a cheap table poll: two
+        // dumps), spread evenly over the servers of each.
+        let picked: Vec<u32> = if services >= 2 {
+            vec![0, services / 2]
+        } else {
+            vec![0]
+        };
         let n = a.fail.min(a.servers);
-        let failed = (0..n)
-            .map(|k| (u64::from(k) * u64::from(a.servers) / u64::from(n)) as u32)
-            .collect();
+        let per_pick = n.div_ceil(picked.len() as u32).max(1);
+        let mut failed = BTreeSet::new();
+        for k in 0..n {
+            let v = picked[(k as usize) % picked.len()];
+            let size = ((v + 1) * a.per_service).min(a.servers) - v * a.per_service;
+            let pos = (k / picked.len() as u32) * size / per_pick;
+            failed.insert(v * a.per_service + pos.min(size - 1));
+        }
         Self {
-            services: a.servers.div_ceil(a.per_service),
+            services,
             per_service: a.per_service,
             servers: a.servers,
-            failed,
+            failed: failed.into_iter().collect(),
         }
     }
 
@@ -336,6 +349,7 @@ struct RunResult {
     cpu_total: Cpu,
     cpu_window: Cpu,
     hwm_kib: u64,
+    rss_kib: u64,
     pss_kib: u64,
     window: f64,
     accepts: u64,
@@ -562,9 +576,14 @@ fn measure(
         );
     }
     let end = Mark::now(ns, listener)?;
-    let pss_kib = descendants(root)
-        .into_iter()
-        .filter_map(|p| proc_kib(p, "smaps_rollup", "Pss:"))
+    let alive = descendants(root);
+    let pss_kib = alive
+        .iter()
+        .filter_map(|&p| proc_kib(p, "smaps_rollup", "Pss:"))
+        .sum();
+    let rss_kib = alive
+        .iter()
+        .filter_map(|&p| proc_kib(p, "status", "VmRSS:"))
         .sum();
     let (services_end, dests_end) = table(ipvs)?;
     let start = start.ok_or("no warm-up mark")?;
@@ -599,6 +618,7 @@ fn measure(
         cpu_total,
         cpu_window,
         hwm_kib,
+        rss_kib,
         pss_kib,
         window,
         accepts: end.accepts - start.accepts,
@@ -717,12 +737,21 @@ fn convergence(
         }
         Ok(set)
     };
-    let before = present(ipvs)?;
-    if let Some(missing) = failed.iter().find(|s| !before.contains(s)) {
-        return Err(format!("{missing} is not in the table before it fails").into());
+    // Every failed server must be in the table first (a late change of the previous
+    // scenario has had time to settle: see the end of this function).
+    let t = Instant::now();
+    loop {
+        let set = present(ipvs)?;
+        match failed.iter().find(|s| !set.contains(s)) {
+            None => break,
+            Some(missing) if t.elapsed() > Duration::from_secs(30) => {
+                return Err(format!("{missing} is not in the table before it fails").into());
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
     let bound = failure.bound(a.fall);
-    let deadline = bound * 2 + Duration::from_secs(5);
+    let deadline = bound * 3 + Duration::from_secs(10);
     let mut polls = 0u32;
     let mut polled = Duration::ZERO;
     let mut lost = BTreeSet::new();
@@ -751,6 +780,9 @@ fn convergence(
     failure.apply(ns, listener, &layout.failed, false)?;
     let recovery = poll(ipvs, false)?;
     let poll_period = polled.as_secs_f64() / f64::from(polls.max(1));
+    // A daemon that saw the failure late could still remove a server now: let that
+    // happen here rather than in the next scenario.
+    std::thread::sleep(bound + INTERVAL);
     let fmt = |v: &[Option<f64>]| {
         v.iter()
             .map(|t| t.map_or("-".to_string(), |t| format!("{t:.2}")))
@@ -1311,6 +1343,12 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
         true,
     );
     row(
+        &format!("RSS at {} s, MiB (VmRSS, summed)", a.secs),
+        rs.iter().map(|r| r.rss_kib as f64 / 1024.0).collect(),
+        &f1,
+        true,
+    );
+    row(
         &format!("PSS at {} s, MiB (shared pages counted once)", a.secs),
         rs.iter().map(|r| r.pss_kib as f64 / 1024.0).collect(),
         &f1,
@@ -1537,9 +1575,10 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
     writeln!(out, "Reproduce:")?;
     writeln!(out)?;
     writeln!(out, "```sh")?;
+    writeln!(out, "cargo build --release -p keepalive-d")?;
     writeln!(
         out,
-        "cargo build --release -p ipvs-integration --bin check-bench -p keepalive-d"
+        "cargo build --release -p ipvs-integration --bin check-bench"
     )?;
     writeln!(out, "cargo lab run -- {}", argv.join(" "))?;
     writeln!(out, "```")?;
