@@ -9,6 +9,7 @@ mod cli_ipvs;
 mod daemon_lb;
 mod daemon_lvs;
 mod ipvs_api;
+mod ipvs_traffic;
 mod lab_ipvsadm;
 mod lb_traffic;
 mod sys_matrix;
