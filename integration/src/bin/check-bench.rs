@@ -67,6 +67,12 @@ struct Args {
     /// Which daemons to run, in this order.
     #[arg(long, value_delimiter = ',', default_value = "keepalived,keepalive-d")]
     daemons: Vec<String>,
+    /// Diagnostics: after the measured window, count each daemon's system calls with
+    /// `strace -c -f` for this many seconds (0: not at all). Slows the daemon while it
+    /// runs, so the figures of the window are not affected but the counts per check are
+    /// what to compare.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    strace: u64,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -357,6 +363,8 @@ struct RunResult {
     active_opens: u64,
     listen_overflows: u64,
     listener_cpu: f64,
+    /// Context switches (voluntary + involuntary, every thread) in the window.
+    switches: u64,
     vm_busy: f64,
     full_at: Option<f64>,
     services_end: usize,
@@ -525,6 +533,7 @@ fn measure(
     let mut per_second = Vec::new();
     let mut last_accepts = listener.count();
     let mut start: Option<Mark> = None;
+    let mut switches_start = 0;
     let mut full_at = None;
     let want = (layout.services as usize, layout.servers as usize);
     for k in 1..=a.secs {
@@ -555,6 +564,7 @@ fn measure(
                 p.at_warmup = Some(p.cpu);
             }
             start = Some(Mark::now(ns, listener)?);
+            switches_start = switches(root);
         }
         if full_at.is_none() {
             let (s, d) = table(ipvs)?;
@@ -576,6 +586,7 @@ fn measure(
         );
     }
     let end = Mark::now(ns, listener)?;
+    let switches_window = switches(root).saturating_sub(switches_start);
     let alive = descendants(root);
     let pss_kib = alive
         .iter()
@@ -586,6 +597,9 @@ fn measure(
         .filter_map(|&p| proc_kib(p, "status", "VmRSS:"))
         .sum();
     let (services_end, dests_end) = table(ipvs)?;
+    if a.strace > 0 {
+        strace(a.strace, root, listener)?;
+    }
     let start = start.ok_or("no warm-up mark")?;
     let window = end.at.duration_since(start.at).as_secs_f64();
     let cpu_total = procs.values().fold(Cpu::default(), |c, p| c.plus(p.cpu));
@@ -626,6 +640,7 @@ fn measure(
         active_opens: end.tcp.active_opens - start.tcp.active_opens,
         listen_overflows: end.tcp.listen_overflows - start.tcp.listen_overflows,
         listener_cpu: (end.listener_ticks - start.listener_ticks) as f64 / tck,
+        switches: switches_window,
         vm_busy: if total > 0.0 { busy / total } else { 0.0 },
         full_at,
         services_end,
@@ -754,31 +769,59 @@ fn convergence(
     let deadline = bound * 3 + Duration::from_secs(10);
     let mut polls = 0u32;
     let mut polled = Duration::ZERO;
-    let mut lost = BTreeSet::new();
-    let mut poll = |ipvs: &mut IpvsSocket, gone: bool| -> Result<Vec<Option<f64>>, BoxError> {
-        let t0 = Instant::now();
-        let mut times: Vec<Option<f64>> = vec![None; failed.len()];
-        let mut tick = t0;
-        while t0.elapsed() < deadline && times.iter().any(Option::is_none) {
-            tick += POLL;
-            sleep_until(tick);
-            let set = present(ipvs)?;
-            polls += 1;
-            let now = t0.elapsed().as_secs_f64();
-            for (t, s) in times.iter_mut().zip(&failed) {
-                if t.is_none() && set.contains(s) != gone {
-                    *t = Some(now);
+    // A change counts once two polls in a row show it, at the time of the first: a
+    // destination dump that runs while the daemon adds or removes destinations of the
+    // same service can skip an entry (the kernel resumes a dump by position and does
+    // not flag it as interrupted), which would otherwise look like a removal.
+    let mut transient = 0u32;
+    let mut lost: BTreeMap<SocketAddr, f64> = BTreeMap::new();
+    let mut poll =
+        |ipvs: &mut IpvsSocket, gone: bool, phase: f64| -> Result<Vec<Option<f64>>, BoxError> {
+            let t0 = Instant::now();
+            let mut times: Vec<Option<f64>> = vec![None; failed.len()];
+            let mut seen: Vec<Option<f64>> = vec![None; failed.len()];
+            let mut missing: BTreeMap<SocketAddr, f64> = BTreeMap::new();
+            let mut tick = t0;
+            while t0.elapsed() < deadline && times.iter().any(Option::is_none) {
+                tick += POLL;
+                sleep_until(tick);
+                let set = present(ipvs)?;
+                polls += 1;
+                let now = t0.elapsed().as_secs_f64();
+                for ((t, first), s) in times.iter_mut().zip(seen.iter_mut()).zip(&failed) {
+                    if t.is_some() {
+                        continue;
+                    }
+                    if set.contains(s) != gone {
+                        match *first {
+                            Some(at) => *t = Some(at),
+                            None => *first = Some(now),
+                        }
+                    } else if first.take().is_some() {
+                        transient += 1;
+                    }
+                }
+                for s in &others {
+                    if set.contains(s) {
+                        if missing.remove(s).is_some() {
+                            transient += 1;
+                        }
+                    } else if let Some(&at) = missing.get(s) {
+                        lost.entry(*s).or_insert(phase + at);
+                    } else {
+                        missing.insert(*s, now);
+                    }
                 }
             }
-            lost.extend(others.iter().filter(|s| !set.contains(s)).copied());
-        }
-        polled += t0.elapsed();
-        Ok(times)
-    };
+            polled += t0.elapsed();
+            Ok(times)
+        };
+    let t_fail = Instant::now();
     failure.apply(ns, listener, &layout.failed, true)?;
-    let removal = poll(ipvs, true)?;
+    let removal = poll(ipvs, true, 0.0)?;
+    let repair_at = t_fail.elapsed().as_secs_f64();
     failure.apply(ns, listener, &layout.failed, false)?;
-    let recovery = poll(ipvs, false)?;
+    let recovery = poll(ipvs, false, repair_at)?;
     let poll_period = polled.as_secs_f64() / f64::from(polls.max(1));
     // A daemon that saw the failure late could still remove a server now: let that
     // happen here rather than in the next scenario.
@@ -791,14 +834,16 @@ fn convergence(
     };
     eprintln!(
         "  {}: {} servers failed at once; removed after [{}] s (bound {:.1} s); back after \
-         [{}] s; other servers of those services missing meanwhile: {}; one table poll \
-         every {:.0} ms",
+         [{}] s; healthy servers of those services missing (two polls in a row) \
+         meanwhile: {} {:?} (s from the failure; repaired at {repair_at:.2} s); entries \
+         missing from a single poll only: {transient}; one table poll every {:.0} ms",
         failure.describe(),
         failed.len(),
         fmt(&removal),
         bound.as_secs_f64(),
         fmt(&recovery),
         lost.len(),
+        lost,
         poll_period * 1e3
     );
     Ok(Convergence {
@@ -1099,6 +1144,75 @@ fn serve(shared: &Shared) {
         drop(socks);
         shared.count.fetch_add(accepted, Ordering::Relaxed);
     }
+}
+
+/// Context switches (voluntary and involuntary) of every thread of `root` and the
+/// processes below it.
+fn switches(root: i32) -> u64 {
+    let mut n = 0;
+    for pid in descendants(root) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let path = t.path().join("status");
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            n += text
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    n
+}
+
+/// Counts the system calls of the daemon's processes with `strace -c -f` for `secs`
+/// seconds and prints the summary with the checks done meanwhile.
+fn strace(secs: u64, root: i32, listener: &Listener) -> Result<(), BoxError> {
+    let out = std::env::temp_dir().join(format!("check-bench-strace-{root}"));
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-c", "-f", "-o"]).arg(&out);
+    for pid in descendants(root) {
+        cmd.arg("-p").arg(pid.to_string());
+    }
+    let mut st = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("strace: {e}"))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let c0 = listener.count();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let checks = listener.count() - c0;
+    let took = t.elapsed().as_secs_f64();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(st.id())?),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = st.wait();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    eprintln!(
+        "  strace -c -f for {took:.1} s: {checks} checks accepted meanwhile ({:.0}/s)",
+        checks as f64 / took
+    );
+    for line in text.lines() {
+        // Add the calls per check to each row: "% time seconds usecs/call calls errors".
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let calls = f.get(3).and_then(|c| c.parse::<f64>().ok());
+        match calls {
+            Some(c) if checks > 0 && f.len() >= 5 => {
+                eprintln!("  {line}    {:.2}/check", c / checks as f64);
+            }
+            _ => eprintln!("  {line}"),
+        }
+    }
+    Ok(())
 }
 
 /// (services, destinations) in the kernel table.
@@ -1428,6 +1542,14 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
         rs.iter().map(|r| r.log_lines as f64).collect(),
         &f0,
         false,
+    );
+    row(
+        "context switches per check (steady state)",
+        rs.iter()
+            .map(|r| r.switches as f64 / (r.accepts.max(1) as f64))
+            .collect(),
+        &f2,
+        true,
     );
     row(
         "listener thread CPU s (the benchmark's own servers, steady state)",
