@@ -185,7 +185,7 @@ fn daemon_sorry_server_takes_over_when_all_are_down() {
         &d,
         "-t",
         &vip_port,
-        &[sorry.clone()],
+        std::slice::from_ref(&sorry),
         FALL * interval + SLACK,
     );
     eprintln!("all down to sorry server: {t:?}");

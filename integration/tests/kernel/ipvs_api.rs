@@ -772,7 +772,11 @@ fn apply_with_a_concurrent_ipvsadm_writer() {
         ours.push_str(&format!("-a -t 192.0.2.1:80 -r 10.0.0.{i}:80 -m -w {i}\n"));
     }
     let desired = parse(&ours);
-    assert!(ipvs.apply(&desired, &ApplyOptions::default()).unwrap().is_complete());
+    assert!(
+        ipvs.apply(&desired, &ApplyOptions::default())
+            .unwrap()
+            .is_complete()
+    );
 
     let rounds = 60;
     let writer = std::thread::scope(|scope| {
@@ -819,8 +823,16 @@ fn apply_with_a_concurrent_ipvsadm_writer() {
         writer.join().unwrap()
     });
     // Converge once the writer is gone: a second apply has nothing to do.
-    assert!(ipvs.apply(&desired, &ApplyOptions::default()).unwrap().is_complete());
-    assert!(ipvs.plan(&desired, &ApplyOptions::default()).unwrap().is_empty());
+    assert!(
+        ipvs.apply(&desired, &ApplyOptions::default())
+            .unwrap()
+            .is_complete()
+    );
+    assert!(
+        ipvs.plan(&desired, &ApplyOptions::default())
+            .unwrap()
+            .is_empty()
+    );
     let mut want = writer;
     want.extend(lines(&ours));
     assert_eq!(saved(&ns), want);

@@ -607,12 +607,18 @@ virtual_servers:
     real_servers: [{ address: \"[2001:db8::1]:80\" }]
 ",
     );
-    let check = config.virtual_servers[0].real_servers[0].check.clone().unwrap();
+    let check = config.virtual_servers[0].real_servers[0]
+        .check
+        .clone()
+        .unwrap();
     assert_eq!(check.source, Some("10.0.0.2".parse().unwrap()));
     let CheckKind::Https(http) = check.kind else {
         panic!("not https: {:?}", check.kind)
     };
     assert_eq!(http.ca.as_deref(), Some(Path::new("/etc/ssl/lab-ca.pem")));
-    let check6 = config.virtual_servers[1].real_servers[0].check.clone().unwrap();
+    let check6 = config.virtual_servers[1].real_servers[0]
+        .check
+        .clone()
+        .unwrap();
     assert_eq!(check6.source, Some("2001:db8::2".parse().unwrap()));
 }
