@@ -28,6 +28,16 @@
 //!   ([`Observed::destination_stats`](crate::Observed)) and, after its drain period,
 //!   applies with `drain` off, which deletes them (and the drained services).
 //!
+//! What the kernel does to traffic (measured in the lab, `tests/kernel/ipvs_traffic.rs`
+//! of `ipvs-integration`): weight, threshold and forwarding edits, adds and drains are
+//! hitless. **Deleting a destination drops the packets of its established connections**
+//! (with `net.ipv4.vs.expire_nodest_conn = 0`, the default; with 1 they are reset and
+//! rescheduled), so drain first and delete once its connections have finished.
+//! **Changing a service's scheduler** is an edit in place (the service and its
+//! connections stay), but the kernel unbinds the old scheduler and waits an RCU grace
+//! period before binding the new one: new connections arriving in that window are
+//! refused. No other operation sequence avoids it (deleting the service is far worse).
+//!
 //! The comparison is between model values, so what the kernel adds on its own (the
 //! `HASHED` flag, counters, the netmask of non-persistent services, tunnel fields of
 //! non-tunnel destinations) never counts: see [`crate::netlink`]. `ipvsadm` forces the
