@@ -73,6 +73,11 @@ struct Args {
     /// what to compare.
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     strace: u64,
+    /// Diagnostics: record keepalive-d's heap allocations with heaptrack (preloaded)
+    /// and print the allocation sites by peak memory (slows it down: the figures of
+    /// such a run are not the benchmark's).
+    #[arg(long)]
+    heaptrack: bool,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -298,6 +303,12 @@ impl Daemon {
                 std::fs::write(&conf, layout.keepalive_d_yaml(a.fall))?;
                 let mut c = ns.command(&path.display().to_string());
                 c.arg("run").arg("-c").arg(&conf);
+                if a.heaptrack {
+                    c.env("LD_PRELOAD", HEAPTRACK_PRELOAD).env(
+                        "DUMP_HEAPTRACK_OUTPUT",
+                        work.join("keepalive-d.heaptrack.raw"),
+                    );
+                }
                 c
             }
         };
@@ -308,6 +319,35 @@ impl Daemon {
             .spawn()
             .map_err(|e| format!("{}: {e}", self.name()))?)
     }
+}
+
+const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
+const HEAPTRACK_INTERPRET: &str = "/usr/lib/heaptrack/libexec/heaptrack_interpret";
+
+/// Turns heaptrack's raw recording into its data file and prints the allocation sites
+/// by peak memory, and the totals.
+fn heaptrack_report(work: &Path) -> Result<(), BoxError> {
+    let raw = work.join("keepalive-d.heaptrack.raw");
+    let data = work.join("keepalive-d.heaptrack");
+    let status = std::process::Command::new(HEAPTRACK_INTERPRET)
+        .stdin(std::fs::File::open(&raw)?)
+        .stdout(std::fs::File::create(&data)?)
+        .status()?;
+    if !status.success() {
+        return Err(format!("heaptrack_interpret: {status}").into());
+    }
+    let out = std::process::Command::new("heaptrack_print")
+        .arg("-f")
+        .arg(&data)
+        .args([
+            "-p", "1", "-a", "1", "-T", "0", "-l", "0", "-n", "12", "-s", "2",
+        ])
+        .output()?;
+    eprintln!("heaptrack (keepalive-d):");
+    for line in String::from_utf8_lossy(&out.stdout).lines().take(400) {
+        eprintln!("  {line}");
+    }
+    Ok(())
 }
 
 /// CPU time in clock ticks.
@@ -344,6 +384,9 @@ struct Proc {
     /// CPU at the start of the steady-state window (None: started after it).
     at_warmup: Option<Cpu>,
     hwm_kib: u64,
+    /// RssAnon and RssFile (KiB) at the end of the window.
+    anon_kib: u64,
+    file_kib: u64,
 }
 
 /// What one daemon did.
@@ -426,6 +469,11 @@ fn run_daemon(
         }
     }
     let left_after_stop = table(&mut ipvs)?.1;
+    if a.heaptrack && matches!(daemon, Daemon::KeepaliveD(_)) {
+        if let Err(e) = heaptrack_report(work) {
+            eprintln!("heaptrack: {e}");
+        }
+    }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let log_lines = text.lines().count();
     eprintln!("{name} log: {log_lines} lines; the most frequent messages (digits as #):");
@@ -551,6 +599,8 @@ fn measure(
                     cpu: Cpu::default(),
                     at_warmup: None,
                     hwm_kib: 0,
+                    anon_kib: 0,
+                    file_kib: 0,
                 });
                 p.cpu = cpu;
                 p.hwm_kib = hwm;
@@ -596,6 +646,10 @@ fn measure(
         .iter()
         .filter_map(|&p| proc_kib(p, "status", "VmRSS:"))
         .sum();
+    for (&pid, p) in procs.iter_mut() {
+        p.anon_kib = proc_kib(pid, "status", "RssAnon:").unwrap_or(0);
+        p.file_kib = proc_kib(pid, "status", "RssFile:").unwrap_or(0);
+    }
     let (services_end, dests_end) = table(ipvs)?;
     if a.strace > 0 {
         strace(a.strace, root, listener)?;
@@ -1682,11 +1736,15 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
             .iter()
             .map(|(pid, p)| {
                 format!(
-                    "{}[{pid}] {:.2} s user + {:.2} s system, VmHWM {:.1} MiB",
+                    "{}[{pid}] {:.2} s user + {:.2} s system, VmHWM {:.1} MiB, at {} s \
+                     RssAnon {:.1} MiB + RssFile {:.1} MiB",
                     p.comm,
                     secs(r, p.cpu.user),
                     secs(r, p.cpu.sys),
-                    p.hwm_kib as f64 / 1024.0
+                    p.hwm_kib as f64 / 1024.0,
+                    a.secs,
+                    p.anon_kib as f64 / 1024.0,
+                    p.file_kib as f64 / 1024.0
                 )
             })
             .collect();
