@@ -5,6 +5,7 @@
 //! for now, the [`config`] module (parsing and validation of the configuration file).
 
 pub mod config;
+pub mod daemon;
 pub mod health;
 pub mod lvs;
 pub mod vrrp_io;

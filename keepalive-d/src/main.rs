@@ -146,7 +146,6 @@ fn init_logging() {
 
 /// Runs the VRRP instances and the virtual servers of `cfg` until SIGTERM or SIGINT.
 fn run(path: &std::path::Path, cfg: &Config) -> ExitCode {
-    let (instances, groups) = keepalive_d::vrrp_io::from_config::specs(cfg);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -159,60 +158,16 @@ fn run(path: &std::path::Path, cfg: &Config) -> ExitCode {
     };
     tracing::info!(
         config = %path.display(),
-        vrrp_instances = instances.len(),
+        vrrp_instances = cfg.vrrp_instances.len(),
         virtual_servers = cfg.virtual_servers.len(),
         "running"
     );
-    let servers = cfg.virtual_servers.clone();
-    let settings = cfg.ipvs;
     let result = runtime.block_on(async {
         let stop = match stop_signal() {
             Ok(stop) => stop,
             Err(e) => return Err(format!("cannot catch SIGTERM/SIGINT: {e}")),
         };
-        // One stop signal for both halves; either half failing stops the other.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let vrrp = async {
-            if instances.is_empty() {
-                return Ok(());
-            }
-            let r = keepalive_d::vrrp_io::run(instances, groups, stopped(stop_rx.clone()))
-                .await
-                .map_err(|e| e.to_string());
-            stop_tx.send_replace(true);
-            r
-        };
-        let lvs = async {
-            if servers.is_empty() {
-                return Ok(());
-            }
-            let r = keepalive_d::lvs::run(servers, settings, stopped(stop_rx.clone()))
-                .await
-                .map(|c| {
-                    tracing::info!(
-                        reconciles = c.reconciles,
-                        writes = c.writes,
-                        failed_writes = c.failed_writes,
-                        drift_repairs = c.drift_repairs,
-                        "virtual servers stopped"
-                    );
-                })
-                .map_err(|e| e.to_string());
-            stop_tx.send_replace(true);
-            r
-        };
-        let signal = async {
-            tokio::select! {
-                () = stop => {}
-                _ = stopped(stop_rx.clone()) => {}
-            }
-            stop_tx.send_replace(true);
-        };
-        let (v, l, ()) = tokio::join!(vrrp, lvs, signal);
-        v.and(l)
+        keepalive_d::daemon::run(path, cfg.clone(), stop, |_control| {}).await
     });
     match result {
         Ok(()) => {

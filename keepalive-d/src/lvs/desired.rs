@@ -186,6 +186,18 @@ impl DesiredTable {
         servers: &[VirtualServer],
         state: impl Fn(ServerId) -> ServerState,
     ) -> Result<(Table, Vec<QuorumChange>), DesiredError> {
+        self.compute_with(servers, state, |_| false)
+    }
+
+    /// [`Self::compute`] with servers drained by hand (`keepalive-d drain`): a drained
+    /// server stays in the table with weight 0 whatever its health (its established
+    /// connections go on, it gets no new ones) and does not count towards the quorum.
+    pub fn compute_with(
+        &mut self,
+        servers: &[VirtualServer],
+        state: impl Fn(ServerId) -> ServerState,
+        drained: impl Fn(ServerId) -> bool,
+    ) -> Result<(Table, Vec<QuorumChange>), DesiredError> {
         if self.quorum.len() != servers.len() {
             self.quorum.resize(servers.len(), QuorumState::Unknown);
         }
@@ -207,7 +219,19 @@ impl DesiredTable {
                     }
                 })
                 .collect();
-            let up = states.iter().filter(|s| **s == ServerState::Up).count();
+            let is_drained: Vec<bool> = (0..vs.real_servers.len())
+                .map(|ri| {
+                    drained(ServerId {
+                        service: si,
+                        server: ri,
+                    })
+                })
+                .collect();
+            let up = states
+                .iter()
+                .zip(&is_drained)
+                .filter(|(s, d)| **s == ServerState::Up && !**d)
+                .count();
             let pending = states.contains(&ServerState::Pending);
             let old = self.quorum[si];
             let new = next_quorum(old, up, pending, vs.quorum);
@@ -223,8 +247,9 @@ impl DesiredTable {
                 (QuorumState::Lost, Some(addr)) => Some(addr),
                 _ => None,
             };
-            for (rs, st) in vs.real_servers.iter().zip(&states) {
+            for ((rs, st), drained) in vs.real_servers.iter().zip(&states).zip(&is_drained) {
                 let weight = match (st, sorry.is_some(), vs.inhibit_on_failure) {
+                    _ if *drained => Some(0),
                     (ServerState::Up, false, _) => Some(rs.weight),
                     (_, _, true) => Some(0),
                     _ => None,

@@ -23,16 +23,17 @@
 
 pub mod desired;
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 use ipvs::reconcile::{ApplyOptions, ApplyReport, Scope};
 use ipvs::{AsyncIpvs, Table};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::{IpvsSettings, OnStop, VirtualServer};
-use crate::health::{Checkers, Health, ServerId, Target, Transition};
+use crate::health::{Checkers, Health, ProbeOutcome, ServerId, Target, Transition};
 use desired::{DesiredError, DesiredTable, QuorumState, ServerState};
 
 /// Why the virtual-server program could not start or stopped with an error.
@@ -150,69 +151,252 @@ fn adopt(
     Ok((HealthTable(health), targets))
 }
 
+/// The published view of one real server (for `keepalive-d status` and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealServerStatus {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Weight in the configuration.
+    pub weight: u32,
+    /// Whether it has a health check (without one it is always up).
+    pub checked: bool,
+    /// Its health.
+    pub state: ServerState,
+    /// Drained by hand (`keepalive-d drain`): weight 0 until undrained.
+    pub drained: bool,
+    /// The last probe's outcome (result, latency, detail).
+    pub last: Option<ProbeOutcome>,
+    /// When its health last changed (since the daemon started or reloaded).
+    pub since: Option<SystemTime>,
+}
+
+/// The published view of one virtual server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// Its name in the configuration.
+    pub name: String,
+    /// Its IPVS key.
+    pub key: ipvs::ServiceKey,
+    /// Quorum state.
+    pub quorum: QuorumState,
+    /// The sorry server, if configured.
+    pub sorry_server: Option<SocketAddr>,
+    /// Its real servers, in configuration order.
+    pub real_servers: Vec<RealServerStatus>,
+}
+
+/// What the virtual-server program reports on [`LvsCommand::Status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LvsStatus {
+    /// Every configured virtual server.
+    pub services: Vec<ServiceStatus>,
+    /// Work done so far.
+    pub counters: Counters,
+    /// Destinations left by a reload, at weight 0 until their connections finish.
+    pub draining: Vec<(ipvs::ServiceKey, SocketAddr)>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Real servers whose health carried over.
+    pub kept: usize,
+    /// Real servers checked afresh (new, or their check changed).
+    pub fresh: usize,
+    /// IPVS writes the reload made.
+    pub writes: usize,
+}
+
+/// A request to the running program ([`LvsHandle::commands`]); each carries its reply.
+#[derive(Debug)]
+pub enum LvsCommand {
+    /// The current status.
+    Status(oneshot::Sender<LvsStatus>),
+    /// Drain (`true`) or undrain (`false`) the real server `addr` of the virtual server
+    /// named `service`. The setting survives reloads (while the server stays configured).
+    Drain {
+        /// Virtual server name.
+        service: String,
+        /// Real server address.
+        addr: SocketAddr,
+        /// Drain or undrain.
+        drain: bool,
+        /// `Err` names what was not found.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Apply a new, already validated configuration.
+    Reload {
+        /// The new virtual servers.
+        servers: Vec<VirtualServer>,
+        /// The new `ipvs` settings.
+        settings: IpvsSettings,
+        /// What changed, or why it failed.
+        reply: oneshot::Sender<Result<ReloadReport, String>>,
+    },
+}
+
+/// The other end of a running program: send [`LvsCommand`]s.
+#[derive(Debug, Clone)]
+pub struct LvsHandle {
+    /// Commands to the program.
+    pub commands: mpsc::Sender<LvsCommand>,
+}
+
+impl LvsHandle {
+    /// A handle and the receiver to give to [`run_with`].
+    pub fn new() -> (Self, mpsc::Receiver<LvsCommand>) {
+        let (tx, rx) = mpsc::channel(16);
+        (Self { commands: tx }, rx)
+    }
+
+    /// The current status; `None` if the program has stopped.
+    pub async fn status(&self) -> Option<LvsStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(LvsCommand::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// How long a destination removed by a reload may keep connections before it is deleted
+/// anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A real server's health before a reload: state, since when, and the check that found it.
+type KnownHealth = (
+    ServerState,
+    Option<SystemTime>,
+    Option<crate::config::Check>,
+);
+
 /// The running program's state.
 struct Program {
     servers: Vec<VirtualServer>,
+    settings: IpvsSettings,
     owned: BTreeSet<ipvs::ServiceKey>,
+    /// Services a reload removed, deleted once their destinations have drained.
+    retiring: BTreeSet<ipvs::ServiceKey>,
+    /// Destinations a reload removed, at weight 0 until their connections finish.
+    draining: Vec<(ipvs::ServiceKey, SocketAddr, Instant)>,
+    /// Real servers drained by hand: (virtual server name, address).
+    drained: BTreeSet<(String, SocketAddr)>,
+    /// A reload happened: reconciles drain instead of deleting until what it removed has
+    /// drained.
+    drain_pending: bool,
     desired: DesiredTable,
     health: HealthTable,
+    since: Vec<Vec<Option<SystemTime>>>,
     ipvs: AsyncIpvs,
     counters: Counters,
+    checkers: Option<Checkers>,
+    events: mpsc::UnboundedSender<Transition>,
 }
 
 impl Program {
+    fn is_drained(&self, id: ServerId) -> bool {
+        self.servers
+            .get(id.service)
+            .and_then(|vs| {
+                let rs = vs.real_servers.get(id.server)?;
+                Some(self.drained.contains(&(vs.name.clone(), rs.address)))
+            })
+            .unwrap_or(false)
+    }
+
+    fn options(&self) -> ApplyOptions {
+        let mut scope = self.owned.clone();
+        scope.extend(self.retiring.iter().copied());
+        ApplyOptions {
+            scope: Scope::Owned(scope),
+            drain: self.drain_pending || !self.draining.is_empty() || !self.retiring.is_empty(),
+            ..ApplyOptions::default()
+        }
+    }
+
     /// Computes the desired table and applies it; logs what happened. `why` names the
-    /// trigger in logs.
-    async fn reconcile(&mut self, why: &'static str) {
+    /// trigger in logs. The number of writes sent.
+    fn drained_matrix(&self) -> Vec<Vec<bool>> {
+        self.servers
+            .iter()
+            .map(|vs| {
+                vs.real_servers
+                    .iter()
+                    .map(|rs| self.drained.contains(&(vs.name.clone(), rs.address)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The desired table computed with `desired` (the program's own, or a copy).
+    fn compute(
+        &self,
+        desired: &mut DesiredTable,
+    ) -> Result<(Table, Vec<desired::QuorumChange>), DesiredError> {
+        let drained = self.drained_matrix();
         let health = &self.health;
-        let (table, changes) = match self.desired.compute(&self.servers, |id| health.get(id)) {
+        desired.compute_with(
+            &self.servers,
+            |id| health.get(id),
+            |id| {
+                drained
+                    .get(id.service)
+                    .and_then(|s| s.get(id.server))
+                    .copied()
+                    .unwrap_or(false)
+            },
+        )
+    }
+
+    async fn reconcile(&mut self, why: &'static str) -> usize {
+        let mut desired = std::mem::replace(&mut self.desired, DesiredTable::new(0));
+        let computed = self.compute(&mut desired);
+        self.desired = desired;
+        let (table, changes) = match computed {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!("{e}");
-                return;
+                return 0;
             }
         };
         for change in changes {
-            let name = self
-                .servers
-                .get(change.service)
-                .map_or("?", |vs| vs.name.as_str());
+            let Some(vs) = self.servers.get(change.service) else {
+                continue;
+            };
             match change.state {
                 QuorumState::Lost => tracing::warn!(
-                    service = name,
+                    service = vs.name.as_str(),
                     up = change.up,
                     "quorum lost{}",
-                    if self.servers[change.service].sorry_server.is_some() {
+                    if vs.sorry_server.is_some() {
                         ": the sorry server takes over"
                     } else {
                         ""
                     }
                 ),
                 QuorumState::Met => {
-                    tracing::info!(service = name, up = change.up, "quorum met")
+                    tracing::info!(service = vs.name.as_str(), up = change.up, "quorum met")
                 }
                 QuorumState::Unknown => {}
             }
         }
-        let opts = ApplyOptions {
-            scope: Scope::Owned(self.owned.clone()),
-            ..ApplyOptions::default()
-        };
+        let opts = self.options();
         self.counters.reconciles += 1;
         match self.ipvs.apply(&table, &opts).await {
             Ok(report) => self.account(&report, why),
-            Err(e) => tracing::error!(trigger = why, "IPVS reconcile failed: {e}"),
+            Err(e) => {
+                tracing::error!(trigger = why, "IPVS reconcile failed: {e}");
+                0
+            }
         }
     }
 
-    fn account(&mut self, report: &ApplyReport, why: &'static str) {
+    fn account(&mut self, report: &ApplyReport, why: &'static str) -> usize {
         let sent = report.plan().len() - report.not_sent();
         let failed = report.failures().len();
         self.counters.writes += sent as u64;
         self.counters.failed_writes += failed as u64;
         if sent == 0 {
             tracing::debug!(trigger = why, "IPVS table already as desired");
-            return;
+            return 0;
         }
         if why == "periodic" {
             self.counters.drift_repairs += 1;
@@ -233,6 +417,7 @@ impl Program {
             failed,
             "IPVS table updated in one batch"
         );
+        sent
     }
 
     fn on_transition(&mut self, t: &Transition) -> bool {
@@ -263,7 +448,267 @@ impl Program {
                 t.outcome.detail
             ),
         }
-        self.health.set(t.id, state)
+        let changed = self.health.set(t.id, state);
+        if changed {
+            if let Some(slot) = self
+                .since
+                .get_mut(t.id.service)
+                .and_then(|s| s.get_mut(t.id.server))
+            {
+                *slot = Some(SystemTime::now());
+            }
+        }
+        changed
+    }
+
+    fn status(&self) -> LvsStatus {
+        let mut last: BTreeMap<ServerId, ProbeOutcome> = BTreeMap::new();
+        if let Some(c) = &self.checkers {
+            for (id, _, outcome) in c.snapshot() {
+                if let Some(o) = outcome {
+                    last.insert(id, o);
+                }
+            }
+        }
+        let services = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter_map(|(si, vs)| {
+                let key = desired::service_key(&vs.key).ok()?;
+                let real_servers = vs
+                    .real_servers
+                    .iter()
+                    .enumerate()
+                    .map(|(ri, rs)| {
+                        let id = ServerId {
+                            service: si,
+                            server: ri,
+                        };
+                        RealServerStatus {
+                            address: rs.address,
+                            weight: rs.weight,
+                            checked: rs.check.is_some(),
+                            state: if rs.check.is_some() {
+                                self.health.get(id)
+                            } else {
+                                ServerState::Up
+                            },
+                            drained: self.is_drained(id),
+                            last: last.get(&id).cloned(),
+                            since: self
+                                .since
+                                .get(si)
+                                .and_then(|s| s.get(ri))
+                                .copied()
+                                .flatten(),
+                        }
+                    })
+                    .collect();
+                Some(ServiceStatus {
+                    name: vs.name.clone(),
+                    key,
+                    quorum: self.desired.quorum(si),
+                    sorry_server: vs.sorry_server,
+                    real_servers,
+                })
+            })
+            .collect();
+        LvsStatus {
+            services,
+            counters: self.counters,
+            draining: self.draining.iter().map(|(k, a, _)| (*k, *a)).collect(),
+        }
+    }
+
+    fn drain(&mut self, service: &str, addr: SocketAddr, drain: bool) -> Result<(), String> {
+        let vs = self
+            .servers
+            .iter()
+            .find(|vs| vs.name == service)
+            .ok_or_else(|| format!("no virtual server named `{service}`"))?;
+        if !vs.real_servers.iter().any(|rs| rs.address == addr) {
+            return Err(format!(
+                "virtual server `{service}` has no real server {addr}"
+            ));
+        }
+        let entry = (service.to_owned(), addr);
+        if drain {
+            self.drained.insert(entry);
+            tracing::info!(service, "real server {addr} drained by hand (weight 0)");
+        } else {
+            self.drained.remove(&entry);
+            tracing::info!(service, "real server {addr} undrained");
+        }
+        Ok(())
+    }
+
+    /// Replaces the configuration: health carries over for real servers whose service
+    /// key, address and check are unchanged; the others are checked afresh (a server the
+    /// kernel already has is taken as up). Removed destinations and services are drained
+    /// (weight 0) and deleted once their connections finish ([`DRAIN_TIMEOUT`] at most).
+    async fn reload(
+        &mut self,
+        servers: Vec<VirtualServer>,
+        settings: IpvsSettings,
+    ) -> Result<ReloadReport, LvsError> {
+        let owned = desired::owned_keys(&servers)?;
+        let kernel = self
+            .ipvs
+            .table()
+            .await
+            .map_err(LvsError::Read)?
+            .into_table();
+        // Old health by (service key, address, check).
+        let mut old: BTreeMap<(ipvs::ServiceKey, SocketAddr), KnownHealth> = BTreeMap::new();
+        for (si, vs) in self.servers.iter().enumerate() {
+            let Ok(key) = desired::service_key(&vs.key) else {
+                continue;
+            };
+            for (ri, rs) in vs.real_servers.iter().enumerate() {
+                let id = ServerId {
+                    service: si,
+                    server: ri,
+                };
+                let since = self
+                    .since
+                    .get(si)
+                    .and_then(|s| s.get(ri))
+                    .copied()
+                    .flatten();
+                old.insert(
+                    (key, rs.address),
+                    (self.health.get(id), since, rs.check.clone()),
+                );
+            }
+        }
+        let mut desired = DesiredTable::new(servers.len());
+        let (mut health, mut targets) = adopt(&servers, &kernel, &mut desired)?;
+        let mut since: Vec<Vec<Option<SystemTime>>> = servers
+            .iter()
+            .map(|vs| vec![None; vs.real_servers.len()])
+            .collect();
+        let mut report = ReloadReport::default();
+        for t in &mut targets {
+            let Some(vs) = servers.get(t.id.service) else {
+                continue;
+            };
+            let Ok(key) = desired::service_key(&vs.key) else {
+                continue;
+            };
+            match old.get(&(key, t.addr)) {
+                Some((state, when, Some(check))) if *check == t.check => {
+                    t.initial = match state {
+                        ServerState::Up => Some(Health::Up),
+                        ServerState::Down => Some(Health::Down),
+                        ServerState::Pending => None,
+                    };
+                    health.set(t.id, *state);
+                    if let Some(slot) = since
+                        .get_mut(t.id.service)
+                        .and_then(|s| s.get_mut(t.id.server))
+                    {
+                        *slot = *when;
+                    }
+                    report.kept += 1;
+                }
+                _ => report.fresh += 1,
+            }
+        }
+        // Keep quorum states of services that stay.
+        for (si, vs) in servers.iter().enumerate() {
+            if let Some(oi) = self.servers.iter().position(|o| o.key == vs.key) {
+                if desired.quorum(si) == QuorumState::Unknown {
+                    desired.set_quorum(si, self.desired.quorum(oi));
+                }
+            }
+        }
+        if let Some(c) = self.checkers.take() {
+            c.stop();
+        }
+        self.checkers = Some(Checkers::spawn(targets, self.events.clone())?);
+        // Services no longer configured retire through a drain.
+        for k in &self.owned {
+            if !owned.contains(k) {
+                self.retiring.insert(*k);
+            }
+        }
+        self.retiring.retain(|k| !owned.contains(k));
+        let names: BTreeSet<(String, SocketAddr)> = servers
+            .iter()
+            .flat_map(|vs| {
+                vs.real_servers
+                    .iter()
+                    .map(|rs| (vs.name.clone(), rs.address))
+            })
+            .collect();
+        self.drained.retain(|d| names.contains(d));
+        self.servers = servers;
+        self.settings = settings;
+        self.owned = owned;
+        self.desired = desired;
+        self.health = health;
+        self.since = since;
+        self.drain_pending = true;
+        report.writes = self.reconcile_draining("reload").await;
+        Ok(report)
+    }
+
+    /// A reconcile that records what it starts draining.
+    async fn reconcile_draining(&mut self, why: &'static str) -> usize {
+        // Drain whatever this apply would delete: remember the list the plan reports.
+        let writes = self.reconcile(why).await;
+        self.refresh_draining().await;
+        writes
+    }
+
+    /// Reads the kernel's counters for the draining destinations; when none has active
+    /// connections left (or the drain timeout passed), stops draining so that the next
+    /// reconcile deletes them.
+    async fn refresh_draining(&mut self) {
+        let opts = self.options();
+        if !opts.drain {
+            return;
+        }
+        let Ok(observed) = self.ipvs.table().await else {
+            return;
+        };
+        // Which destinations of the retiring services and removed servers are still in
+        // the kernel at weight 0.
+        let Ok((table, _)) = self.compute(&mut self.desired.clone()) else {
+            return;
+        };
+        let plan = ipvs::reconcile::plan(observed.table(), &table, &opts);
+        let now = Instant::now();
+        let mut draining = Vec::new();
+        for (key, addr) in plan.draining() {
+            let since = self
+                .draining
+                .iter()
+                .find(|(k, a, _)| k == key && a == addr)
+                .map_or(now, |(_, _, t)| *t);
+            draining.push((*key, *addr, since));
+        }
+        let busy = draining.iter().any(|(key, addr, since)| {
+            let active = observed
+                .destination_stats(key, *addr)
+                .map_or(0, |d| d.active_conns);
+            active > 0 && now.duration_since(*since) < DRAIN_TIMEOUT
+        });
+        if busy {
+            self.draining = draining;
+            return;
+        }
+        if !draining.is_empty() {
+            tracing::info!(
+                destinations = draining.len(),
+                "removed destinations have drained; deleting them"
+            );
+        }
+        self.draining.clear();
+        self.retiring.clear();
+        self.drain_pending = false;
+        self.reconcile("drained").await;
     }
 }
 
@@ -274,6 +719,17 @@ impl Program {
 pub async fn run(
     servers: Vec<VirtualServer>,
     settings: IpvsSettings,
+    stop: impl Future<Output = ()>,
+) -> Result<Counters, LvsError> {
+    let (_handle, commands) = LvsHandle::new();
+    run_with(servers, settings, commands, stop).await
+}
+
+/// [`run`], also answering [`LvsCommand`]s (status, drain, reload) from `commands`.
+pub async fn run_with(
+    servers: Vec<VirtualServer>,
+    settings: IpvsSettings,
+    mut commands: mpsc::Receiver<LvsCommand>,
     stop: impl Future<Output = ()>,
 ) -> Result<Counters, LvsError> {
     let mut ipvs = AsyncIpvs::open().map_err(LvsError::Open)?;
@@ -292,24 +748,38 @@ pub async fn run(
         "programming IPVS"
     );
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let checkers = Checkers::spawn(targets, tx)?;
+    let checkers = Checkers::spawn(targets, tx.clone())?;
+    let since = servers
+        .iter()
+        .map(|vs| vec![None; vs.real_servers.len()])
+        .collect();
     let mut program = Program {
         servers,
+        settings,
         owned,
+        retiring: BTreeSet::new(),
+        draining: Vec::new(),
+        drained: BTreeSet::new(),
+        drain_pending: false,
         desired,
         health,
+        since,
         ipvs,
         counters: Counters::default(),
+        checkers: Some(checkers),
+        events: tx,
     };
     program.reconcile("start").await;
 
-    let mut tick = tokio::time::interval_at(
-        Instant::now() + settings.reconcile_interval,
-        settings.reconcile_interval,
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let new_tick = |every: Duration| {
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    };
+    let mut tick = new_tick(program.settings.reconcile_interval);
     let mut flush_at: Option<Instant> = None;
     let far = Duration::from_secs(86_400 * 365);
+    let mut commands_open = true;
     tokio::pin!(stop);
     loop {
         let deadline = flush_at.unwrap_or_else(|| Instant::now() + far);
@@ -318,7 +788,7 @@ pub async fn run(
             t = rx.recv() => match t {
                 Some(t) => {
                     if program.on_transition(&t) && flush_at.is_none() {
-                        flush_at = Some(Instant::now() + settings.coalesce);
+                        flush_at = Some(Instant::now() + program.settings.coalesce);
                     }
                 }
                 None => {
@@ -340,16 +810,51 @@ pub async fn run(
                     changed |= program.on_transition(&t);
                 }
                 program.reconcile(if changed { "health" } else { "periodic" }).await;
+                program.refresh_draining().await;
             }
+            cmd = commands.recv(), if commands_open => match cmd {
+                None => commands_open = false,
+                Some(LvsCommand::Status(reply)) => {
+                    let _ = reply.send(program.status());
+                }
+                Some(LvsCommand::Drain { service, addr, drain, reply }) => {
+                    let r = program.drain(&service, addr, drain);
+                    if r.is_ok() {
+                        program.reconcile("drain").await;
+                    }
+                    let _ = reply.send(r);
+                }
+                Some(LvsCommand::Reload { servers, settings, reply }) => {
+                    let interval = program.settings.reconcile_interval;
+                    let r = program.reload(servers, settings).await.map_err(|e| e.to_string());
+                    match &r {
+                        Ok(rep) => tracing::info!(
+                            kept = rep.kept,
+                            fresh = rep.fresh,
+                            writes = rep.writes,
+                            "virtual servers reloaded"
+                        ),
+                        Err(e) => tracing::error!("virtual servers reload failed: {e}"),
+                    }
+                    if program.settings.reconcile_interval != interval {
+                        tick = new_tick(program.settings.reconcile_interval);
+                    }
+                    let _ = reply.send(r);
+                }
+            },
         }
     }
-    checkers.stop();
+    if let Some(c) = program.checkers.take() {
+        c.stop();
+    }
     let mut counters = program.counters;
-    match settings.on_stop {
+    match program.settings.on_stop {
         OnStop::Keep => tracing::info!("leaving the IPVS table as it is (on_stop: keep)"),
         OnStop::Remove => {
+            let mut scope = program.owned.clone();
+            scope.extend(program.retiring.iter().copied());
             let opts = ApplyOptions {
-                scope: Scope::Owned(program.owned.clone()),
+                scope: Scope::Owned(scope),
                 ..ApplyOptions::default()
             };
             let report = program

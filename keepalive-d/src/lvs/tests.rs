@@ -322,3 +322,33 @@ fn adoption_reads_health_from_the_kernel() {
     let (health, _) = adopt(&vs, &Table::new(), &mut DesiredTable::new(1)).unwrap();
     assert_eq!(health.0[0], vec![Pending, Pending, Pending]);
 }
+
+#[test]
+fn a_drained_server_stays_at_weight_zero_and_does_not_count_for_quorum() {
+    let vs = servers(&WEB.replace(
+        "    check:",
+        "    sorry_server: 10.0.0.99:80\n    quorum: { min_up: 2 }\n    check:",
+    ));
+    let mut d = DesiredTable::new(1);
+    let (t, _) = d
+        .compute_with(&vs, states(&[Up, Up, Down]), |id| id.server == 1)
+        .unwrap();
+    // One up server left that is not drained: below quorum, the sorry server serves; the
+    // drained server keeps its entry at weight 0.
+    assert_eq!(d.quorum(0), QuorumState::Lost);
+    assert_eq!(
+        dests(&t),
+        vec![(sa("10.0.0.12:80"), 0), (sa("10.0.0.99:80"), 1)]
+    );
+    let (t, _) = d
+        .compute_with(&vs, states(&[Up, Up, Up]), |id| id.server == 1)
+        .unwrap();
+    assert_eq!(
+        dests(&t),
+        vec![
+            (sa("10.0.0.11:80"), 100),
+            (sa("10.0.0.12:80"), 0),
+            (sa("10.0.0.13:80"), 10)
+        ]
+    );
+}

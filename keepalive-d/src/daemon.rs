@@ -1,0 +1,210 @@
+//! `keepalive-d run`: the VRRP instances and the virtual servers on one runtime, with one
+//! stop signal, and reload (SIGHUP, or [`Control::reload`]).
+//!
+//! Reload reads and validates the file first; an invalid file changes nothing (every error
+//! is logged with file, line and column, and returned to the caller). A valid one is
+//! applied as a difference: see [`crate::lvs::LvsCommand::Reload`] for the virtual
+//! servers. VRRP instances are not restarted by a reload in this version: when
+//! `vrrp_instances` or `vrrp_sync_groups` changed, the reload says so and the running
+//! instances keep their state (a restart applies the change).
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{self, Config};
+use crate::lvs::{LvsCommand, LvsHandle};
+use crate::vrrp_io::{self, StatusMap};
+
+/// A reload request: its reply is a one-line summary, or every error.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// What a control interface (the status socket, metrics) gets once the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// The configuration file.
+    pub config_path: PathBuf,
+    /// The virtual-server program (status, drain, reload), when the configuration has
+    /// virtual servers.
+    pub lvs: Option<LvsHandle>,
+    /// The VRRP instances' status.
+    pub vrrp: watch::Receiver<StatusMap>,
+    /// Ask for a reload of the configuration file.
+    pub reload: mpsc::Sender<ReloadRequest>,
+}
+
+impl Control {
+    /// Reloads the configuration file; the summary, or why nothing changed.
+    pub async fn reload(&self) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.reload
+            .send(tx)
+            .await
+            .map_err(|_| "the daemon is stopping".to_owned())?;
+        rx.await.map_err(|_| "the daemon is stopping".to_owned())?
+    }
+}
+
+/// Runs `cfg` (read from `path`) until `stop` completes or a half fails. `on_ready` is
+/// called once with the [`Control`] of the running daemon (to start a control socket).
+pub async fn run(
+    path: &Path,
+    cfg: Config,
+    stop: impl Future<Output = ()>,
+    on_ready: impl FnOnce(Control),
+) -> Result<(), String> {
+    let (instances, groups) = vrrp_io::from_config::specs(&cfg);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (status_tx, status_rx) = watch::channel(StatusMap::new());
+    let (lvs_handle, lvs_commands) = LvsHandle::new();
+    let has_lvs = !cfg.virtual_servers.is_empty();
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    on_ready(Control {
+        config_path: path.to_path_buf(),
+        lvs: has_lvs.then(|| lvs_handle.clone()),
+        vrrp: status_rx,
+        reload: reload_tx.clone(),
+    });
+
+    let vrrp = async {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let r = vrrp_io::run_with_status(instances, groups, status_tx, stopped(stop_rx.clone()))
+            .await
+            .map_err(|e| e.to_string());
+        stop_tx.send_replace(true);
+        r
+    };
+    let servers = cfg.virtual_servers.clone();
+    let settings = cfg.ipvs;
+    let lvs = async {
+        if !has_lvs {
+            return Ok(());
+        }
+        let r = crate::lvs::run_with(servers, settings, lvs_commands, stopped(stop_rx.clone()))
+            .await
+            .map(|c| {
+                tracing::info!(
+                    reconciles = c.reconciles,
+                    writes = c.writes,
+                    failed_writes = c.failed_writes,
+                    drift_repairs = c.drift_repairs,
+                    "virtual servers stopped"
+                );
+            })
+            .map_err(|e| e.to_string());
+        stop_tx.send_replace(true);
+        r
+    };
+    let reloads = async {
+        let mut current = cfg;
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot catch SIGHUP ({e}): reload only through the control socket");
+                None
+            }
+        };
+        loop {
+            let reply = tokio::select! {
+                _ = stopped(stop_rx.clone()) => break,
+                _ = async { match &mut hup { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("SIGHUP: reloading {}", path.display());
+                    None
+                }
+                r = reload_rx.recv() => match r {
+                    Some(r) => Some(r),
+                    None => break,
+                },
+            };
+            let result = reload(path, &mut current, has_lvs.then_some(&lvs_handle)).await;
+            match &result {
+                Ok(summary) => tracing::info!("reloaded: {summary}"),
+                Err(e) => tracing::error!(
+                    "reload refused, still running the previous configuration:\n{e}"
+                ),
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }
+    };
+    let signal = async {
+        tokio::select! {
+            () = stop => {}
+            _ = stopped(stop_rx.clone()) => {}
+        }
+        stop_tx.send_replace(true);
+    };
+    let (v, l, (), ()) = tokio::join!(vrrp, lvs, reloads, signal);
+    v.and(l)
+}
+
+/// Reads, validates and applies the configuration at `path` over `current`.
+async fn reload(
+    path: &Path,
+    current: &mut Config,
+    lvs: Option<&LvsHandle>,
+) -> Result<String, String> {
+    let new = config::load(path).map_err(|errors| {
+        errors
+            .errors()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let mut notes = Vec::new();
+    let vrrp_changed = new.vrrp_instances != current.vrrp_instances
+        || new.vrrp_sync_groups != current.vrrp_sync_groups;
+    if vrrp_changed {
+        notes.push(
+            "vrrp_instances changed: not applied by a reload in this version (the running \
+             instances keep their state; restart to apply)"
+                .to_owned(),
+        );
+    }
+    match lvs {
+        Some(handle) => {
+            let (tx, rx) = oneshot::channel();
+            handle
+                .commands
+                .send(LvsCommand::Reload {
+                    servers: new.virtual_servers.clone(),
+                    settings: new.ipvs,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| "the virtual servers have stopped".to_owned())?;
+            let report = rx
+                .await
+                .map_err(|_| "the virtual servers have stopped".to_owned())??;
+            notes.push(format!(
+                "virtual servers: {} real servers kept their health, {} checked afresh, {} IPVS writes",
+                report.kept, report.fresh, report.writes
+            ));
+        }
+        None if !new.virtual_servers.is_empty() => notes.push(
+            "virtual_servers added to a daemon started without any: restart to apply".to_owned(),
+        ),
+        None => {}
+    }
+    let running_vrrp = (
+        std::mem::take(&mut current.vrrp_instances),
+        std::mem::take(&mut current.vrrp_sync_groups),
+    );
+    *current = new;
+    if vrrp_changed {
+        // What runs is still the old VRRP configuration.
+        (current.vrrp_instances, current.vrrp_sync_groups) = running_vrrp;
+    }
+    Ok(if notes.is_empty() {
+        "nothing changed".to_owned()
+    } else {
+        notes.join("; ")
+    })
+}
