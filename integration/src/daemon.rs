@@ -87,6 +87,41 @@ impl Daemon {
         })
     }
 
+    /// Replaces the configuration file with `config` and sends SIGHUP; waits (at most
+    /// `within`) until the daemon logs the outcome of this reload (`reloaded:` or `reload
+    /// refused`), and returns that log line.
+    pub fn reload(&self, config: &str, within: Duration) -> Result<String, CmdError> {
+        let marks = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains("reloaded:") || l.contains("reload refused"))
+                .count()
+        };
+        let before = marks(&self.log());
+        std::fs::write(&self.config, config)
+            .map_err(|e| CmdError(format!("write {}: {e}", self.config.display())))?;
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)
+            .map_err(|e| CmdError(format!("kill -HUP {pid}: {e}")))?;
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if marks(&log) > before {
+                let line = log
+                    .lines()
+                    .filter(|l| l.contains("reloaded:") || l.contains("reload refused"))
+                    .nth(before)
+                    .unwrap_or_default();
+                return Ok(line.to_owned());
+            }
+            if start.elapsed() > within {
+                return Err(CmdError(format!(
+                    "no reload outcome logged within {within:?}:\n{log}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

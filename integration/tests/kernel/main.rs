@@ -8,6 +8,7 @@
 mod cli_ipvs;
 mod daemon_lb;
 mod daemon_lvs;
+mod daemon_reload;
 mod ipvs_api;
 mod ipvs_traffic;
 mod lab_ipvsadm;
