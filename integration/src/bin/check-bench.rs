@@ -403,6 +403,10 @@ struct RunResult {
     window: f64,
     accepts: u64,
     per_second: Vec<u64>,
+    /// Median guest CPU time of a fixed unit of work, sampled every second of the
+    /// window (ms): the same work costs more guest CPU time when the host takes the
+    /// vCPU away, so this says whether both daemons ran under the same conditions.
+    work_unit_ms: f64,
     active_opens: u64,
     listen_overflows: u64,
     listener_cpu: f64,
@@ -579,6 +583,7 @@ fn measure(
     let tck = clock_ticks();
     let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
     let mut per_second = Vec::new();
+    let mut units = Vec::new();
     let mut last_accepts = listener.count();
     let mut start: Option<Mark> = None;
     let mut switches_start = 0;
@@ -605,6 +610,9 @@ fn measure(
                 p.cpu = cpu;
                 p.hwm_kib = hwm;
             }
+        }
+        if k > a.warmup {
+            units.push(work_unit());
         }
         let accepts = listener.count();
         per_second.push(accepts - last_accepts);
@@ -691,6 +699,10 @@ fn measure(
         window,
         accepts: end.accepts - start.accepts,
         per_second,
+        work_unit_ms: {
+            units.sort_by(f64::total_cmp);
+            units.get(units.len() / 2).copied().unwrap_or(f64::NAN) * 1e3
+        },
         active_opens: end.tcp.active_opens - start.tcp.active_opens,
         listen_overflows: end.tcp.listen_overflows - start.tcp.listen_overflows,
         listener_cpu: (end.listener_ticks - start.listener_ticks) as f64 / tck,
@@ -1388,6 +1400,29 @@ fn tcp_counters(ns: &TestNs) -> Result<TcpCounters, BoxError> {
     })
 }
 
+/// The guest CPU time (s) this thread takes for a fixed amount of integer work.
+fn work_unit() -> f64 {
+    fn cpu_now() -> f64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec passed by reference.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    }
+    let t = cpu_now();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..500_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = std::hint::black_box(x);
+    }
+    std::hint::black_box(x);
+    cpu_now() - t
+}
+
 fn sleep_until(t: Instant) {
     let now = Instant::now();
     if t > now {
@@ -1610,6 +1645,12 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
         rs.iter().map(|r| r.listener_cpu).collect(),
         &f2,
         false,
+    );
+    row(
+        "guest CPU ms of a fixed work unit (median; equal = same conditions)",
+        rs.iter().map(|r| r.work_unit_ms).collect(),
+        &f2,
+        true,
     );
     row(
         &format!("whole VM CPU busy ({w})"),
