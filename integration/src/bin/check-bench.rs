@@ -64,7 +64,9 @@ struct Args {
     /// keepalived binary.
     #[arg(long, value_name = "PATH", default_value = "keepalived")]
     keepalived: PathBuf,
-    /// Which daemons to run, in this order.
+    /// Which daemons to run, in this order: `keepalived` or `keepalive-d`, each
+    /// optionally `@PATH` for another binary (e.g. two builds of keepalive-d:
+    /// `keepalive-d@old/keepalive-d,keepalive-d@new/keepalive-d`).
     #[arg(long, value_delimiter = ',', default_value = "keepalived,keepalive-d")]
     daemons: Vec<String>,
     /// Diagnostics: after the measured window, count each daemon's system calls with
@@ -128,12 +130,19 @@ fn main() -> Result<(), BoxError> {
     let listener = Listener::start(&ns, &addrs)?;
     let mut results = Vec::new();
     for name in &a.daemons {
-        let daemon = match name.as_str() {
-            "keepalived" => Daemon::Keepalived(a.keepalived.clone()),
-            "keepalive-d" => Daemon::KeepaliveD(kad.clone()),
+        let (kind, path) = match name.split_once('@') {
+            Some((kind, path)) => (kind, Some(PathBuf::from(path))),
+            None => (name.as_str(), None),
+        };
+        let daemon = match kind {
+            "keepalived" => Daemon::Keepalived(path.unwrap_or_else(|| a.keepalived.clone())),
+            "keepalive-d" => Daemon::KeepaliveD(path.unwrap_or_else(|| kad.clone())),
             other => return Err(format!("unknown daemon {other:?}").into()),
         };
-        let r = run_daemon(&a, &layout, &ns, &listener, &daemon, &work)?;
+        let mut r = run_daemon(&a, &layout, &ns, &listener, &daemon, &work)?;
+        if name.contains('@') {
+            r.version = format!("{}, {}", r.version, &name[kind.len() + 1..]);
+        }
         ns.run("ipvsadm", &["-C"])?;
         results.push(r);
     }
