@@ -40,7 +40,17 @@ impl Daemon {
     /// Validates `config` with `keepalive-d check`, then starts `keepalive-d run` with it
     /// in `ns` (log level from `rust_log`, e.g. `info`).
     pub fn start(ns: &TestNs, config: &str, rust_log: &str) -> Result<Self, CmdError> {
-        let exe = keepalive_d_path()?;
+        Self::start_exe(keepalive_d_path()?, ns, config, rust_log)
+    }
+
+    /// [`Daemon::start`] with the binary at `exe` (e.g. cargo's `CARGO_BIN_EXE_keepalive-d`).
+    pub fn start_exe(
+        exe: impl Into<PathBuf>,
+        ns: &TestNs,
+        config: &str,
+        rust_log: &str,
+    ) -> Result<Self, CmdError> {
+        let exe: PathBuf = exe.into();
         let path = std::env::temp_dir().join(format!("{}-{}.yaml", ns.name(), std::process::id()));
         std::fs::write(&path, config)
             .map_err(|e| CmdError(format!("write {}: {e}", path.display())))?;

@@ -4,9 +4,9 @@
 //! Reload reads and validates the file first; an invalid file changes nothing (every error
 //! is logged with file, line and column, and returned to the caller). A valid one is
 //! applied as a difference: see [`crate::lvs::LvsCommand::Reload`] for the virtual
-//! servers. VRRP instances are not restarted by a reload in this version: when
-//! `vrrp_instances` or `vrrp_sync_groups` changed, the reload says so and the running
-//! instances keep their state (a restart applies the change).
+//! servers and [`crate::vrrp_io::run_reloadable`] for the VRRP instances (an unchanged
+//! instance or sync group keeps running untouched: no transition, no missed advert; a
+//! changed one is restarted).
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +62,8 @@ pub async fn run(
     let (lvs_handle, lvs_commands) = LvsHandle::new();
     let has_lvs = !cfg.virtual_servers.is_empty();
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let (vrrp_reload_tx, vrrp_reloads) = mpsc::channel::<vrrp_io::VrrpReload>(1);
+    let has_vrrp = !instances.is_empty();
     on_ready(Control {
         config_path: path.to_path_buf(),
         lvs: has_lvs.then(|| lvs_handle.clone()),
@@ -73,9 +75,15 @@ pub async fn run(
         if instances.is_empty() {
             return Ok(());
         }
-        let r = vrrp_io::run_with_status(instances, groups, status_tx, stopped(stop_rx.clone()))
-            .await
-            .map_err(|e| e.to_string());
+        let r = vrrp_io::run_reloadable(
+            instances,
+            groups,
+            status_tx,
+            vrrp_reloads,
+            stopped(stop_rx.clone()),
+        )
+        .await
+        .map_err(|e| e.to_string());
         stop_tx.send_replace(true);
         r
     };
@@ -121,7 +129,13 @@ pub async fn run(
                     None => break,
                 },
             };
-            let result = reload(path, &mut current, has_lvs.then_some(&lvs_handle)).await;
+            let result = reload(
+                path,
+                &mut current,
+                has_vrrp.then_some(&vrrp_reload_tx),
+                has_lvs.then_some(&lvs_handle),
+            )
+            .await;
             match &result {
                 Ok(summary) => tracing::info!("reloaded: {summary}"),
                 Err(e) => tracing::error!(
@@ -148,6 +162,7 @@ pub async fn run(
 async fn reload(
     path: &Path,
     current: &mut Config,
+    vrrp: Option<&mpsc::Sender<vrrp_io::VrrpReload>>,
     lvs: Option<&LvsHandle>,
 ) -> Result<String, String> {
     let new = config::load(path).map_err(|errors| {
@@ -161,12 +176,36 @@ async fn reload(
     let mut notes = Vec::new();
     let vrrp_changed = new.vrrp_instances != current.vrrp_instances
         || new.vrrp_sync_groups != current.vrrp_sync_groups;
+    let mut vrrp_applied = !vrrp_changed;
     if vrrp_changed {
-        notes.push(
-            "vrrp_instances changed: not applied by a reload in this version (the running \
-             instances keep their state; restart to apply)"
-                .to_owned(),
-        );
+        match vrrp {
+            Some(tx) => {
+                let (instances, sync_groups) = vrrp_io::from_config::specs(&new);
+                let (reply, rx) = oneshot::channel();
+                tx.send(vrrp_io::VrrpReload {
+                    instances,
+                    sync_groups,
+                    reply,
+                })
+                .await
+                .map_err(|_| "the VRRP instances have stopped".to_owned())?;
+                let report = rx
+                    .await
+                    .map_err(|_| "the VRRP instances have stopped".to_owned())?
+                    .map_err(|e| format!("VRRP: {e} (nothing changed)"))?;
+                notes.push(format!(
+                    "vrrp: {} kept, {} restarted, {} started, {} stopped",
+                    report.kept.len(),
+                    report.restarted.len(),
+                    report.started.len(),
+                    report.stopped.len()
+                ));
+                vrrp_applied = true;
+            }
+            None => notes.push(
+                "vrrp_instances added to a daemon started without any: restart to apply".to_owned(),
+            ),
+        }
     }
     match lvs {
         Some(handle) => {
@@ -198,7 +237,7 @@ async fn reload(
         std::mem::take(&mut current.vrrp_sync_groups),
     );
     *current = new;
-    if vrrp_changed {
+    if !vrrp_applied {
         // What runs is still the old VRRP configuration.
         (current.vrrp_instances, current.vrrp_sync_groups) = running_vrrp;
     }

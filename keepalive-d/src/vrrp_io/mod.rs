@@ -56,8 +56,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot, watch};
 use vrrp_proto::{AddressFamily, ConfigError, Instance, InstanceConfig, State};
 
 pub use notify::NotifySpec;
@@ -427,8 +426,61 @@ pub async fn run_with_status(
     status: watch::Sender<StatusMap>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let (_keep, reloads) = mpsc::channel(1);
+    run_reloadable(instances, sync_groups, status, reloads, shutdown).await
+}
+
+/// A new set of instances for [`run_reloadable`].
+#[derive(Debug)]
+pub struct VrrpReload {
+    /// The instances.
+    pub instances: Vec<InstanceSpec>,
+    /// The sync groups.
+    pub sync_groups: Vec<SyncGroupSpec>,
+    /// What changed, or why nothing did.
+    pub reply: oneshot::Sender<Result<VrrpReloadReport, Error>>,
+}
+
+/// What a [`VrrpReload`] changed, by instance name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VrrpReloadReport {
+    /// Unchanged: still running, state, timers and addresses untouched.
+    pub kept: Vec<String>,
+    /// Changed: stopped (priority 0 if Master, addresses removed) and started again.
+    pub restarted: Vec<String>,
+    /// New.
+    pub started: Vec<String>,
+    /// Gone: stopped.
+    pub stopped: Vec<String>,
+}
+
+/// A running unit: one instance, or the members of one sync group.
+struct Unit {
+    specs: Vec<InstanceSpec>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Unit {
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.specs.iter().map(|s| s.name.as_str())
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!("VRRP instance task failed: {e}");
+        }
+    }
+}
+
+/// Groups instances into units (each sync group, then each instance outside any group),
+/// members in the order their group lists them.
+fn plan_units(
+    instances: Vec<InstanceSpec>,
+    sync_groups: &[SyncGroupSpec],
+) -> Result<Vec<Vec<InstanceSpec>>, Error> {
     check_unique(&instances)?;
-    // Units: each sync group, then each instance outside any group.
     let mut unit_of: Vec<Option<usize>> = vec![None; instances.len()];
     for (g, group) in sync_groups.iter().enumerate() {
         for name in &group.instances {
@@ -454,8 +506,7 @@ pub async fn run_with_status(
             next += 1;
         }
     }
-    let mut units: Vec<Vec<driver::Prepared>> = (0..next).map(|_| Vec::new()).collect();
-    // Members in the order the group lists them.
+    let mut units: Vec<Vec<InstanceSpec>> = (0..next).map(|_| Vec::new()).collect();
     let mut order: Vec<(usize, usize, InstanceSpec)> = Vec::new();
     for (i, spec) in instances.into_iter().enumerate() {
         let unit = unit_of[i].unwrap_or(0);
@@ -467,24 +518,116 @@ pub async fn run_with_status(
     }
     order.sort_by_key(|(u, p, _)| (*u, *p));
     for (unit, _, spec) in order {
-        let p = prepare(spec)?;
         if let Some(u) = units.get_mut(unit) {
-            u.push(p);
+            u.push(spec);
         }
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    for unit in units.into_iter().filter(|u| !u.is_empty()) {
-        tasks.spawn(driver::drive(unit, stop_rx.clone(), status.clone()));
+    units.retain(|u| !u.is_empty());
+    Ok(units)
+}
+
+fn spawn_unit(
+    specs: Vec<InstanceSpec>,
+    prepared: Vec<driver::Prepared>,
+    status: &watch::Sender<StatusMap>,
+) -> Unit {
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(driver::drive(prepared, stop_rx, status.clone()));
+    Unit { specs, stop, task }
+}
+
+fn prepare_unit(specs: &[InstanceSpec]) -> Result<Vec<driver::Prepared>, Error> {
+    specs.iter().cloned().map(prepare).collect()
+}
+
+/// [`run_with_status`], also applying the [`VrrpReload`]s received on `reloads`: units
+/// (an instance, or a sync group) whose specification did not change keep running
+/// untouched; changed ones are stopped and started again; removed ones are stopped; new
+/// ones are started. A reload whose instances cannot be set up changes nothing.
+pub async fn run_reloadable(
+    instances: Vec<InstanceSpec>,
+    sync_groups: Vec<SyncGroupSpec>,
+    status: watch::Sender<StatusMap>,
+    mut reloads: mpsc::Receiver<VrrpReload>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let planned = plan_units(instances, &sync_groups)?;
+    // Every instance is set up before any runs: a setup error starts nothing.
+    let mut prepared = Vec::with_capacity(planned.len());
+    for specs in &planned {
+        prepared.push(prepare_unit(specs)?);
     }
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    while let Some(r) = tasks.join_next().await {
-        if let Err(e) = r {
-            tracing::error!("VRRP instance task failed: {e}");
+    let mut units: Vec<Unit> = planned
+        .into_iter()
+        .zip(prepared)
+        .map(|(specs, p)| spawn_unit(specs, p, &status))
+        .collect();
+    tokio::pin!(shutdown);
+    let mut reloads_open = true;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            r = reloads.recv(), if reloads_open => match r {
+                None => reloads_open = false,
+                Some(req) => {
+                    let result = reload_units(&mut units, req.instances, &req.sync_groups, &status).await;
+                    let _ = req.reply.send(result);
+                }
+            },
         }
+    }
+    for unit in units {
+        unit.stop().await;
     }
     Ok(())
+}
+
+async fn reload_units(
+    units: &mut Vec<Unit>,
+    instances: Vec<InstanceSpec>,
+    sync_groups: &[SyncGroupSpec],
+    status: &watch::Sender<StatusMap>,
+) -> Result<VrrpReloadReport, Error> {
+    let planned = plan_units(instances, sync_groups)?;
+    let (keep, start): (Vec<_>, Vec<_>) = planned
+        .into_iter()
+        .partition(|specs| units.iter().any(|u| &u.specs == specs));
+    // Set up what starts before touching what runs.
+    let mut prepared = Vec::with_capacity(start.len());
+    for specs in &start {
+        prepared.push(prepare_unit(specs)?);
+    }
+    let new_names: Vec<String> = start.iter().flatten().map(|s| s.name.clone()).collect();
+    let mut report = VrrpReloadReport::default();
+    let old = std::mem::take(units);
+    for unit in old {
+        if keep.iter().any(|specs| &unit.specs == specs) {
+            report.kept.extend(unit.names().map(str::to_owned));
+            units.push(unit);
+            continue;
+        }
+        let names: Vec<String> = unit.names().map(str::to_owned).collect();
+        unit.stop().await;
+        for name in names {
+            if new_names.contains(&name) {
+                report.restarted.push(name);
+            } else {
+                status.send_modify(|m| {
+                    m.remove(&name);
+                });
+                report.stopped.push(name);
+            }
+        }
+    }
+    for (specs, p) in start.into_iter().zip(prepared) {
+        for s in &specs {
+            if !report.restarted.contains(&s.name) {
+                report.started.push(s.name.clone());
+            }
+        }
+        units.push(spawn_unit(specs, p, status));
+    }
+    Ok(report)
 }
 
 fn check_unique(instances: &[InstanceSpec]) -> Result<(), Error> {
