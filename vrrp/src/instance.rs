@@ -137,6 +137,8 @@ pub enum Reason {
     ConfigChanged,
     /// The sync group moved this instance along with another member.
     SyncGroup,
+    /// Resumed as Master after a daemon restart ([`Event::Resume`]).
+    Resume,
 }
 
 impl Reason {
@@ -153,6 +155,7 @@ impl Reason {
             Reason::Shutdown => "shutdown",
             Reason::ConfigChanged => "config-changed",
             Reason::SyncGroup => "sync-group",
+            Reason::Resume => "resume",
         }
     }
 }
@@ -182,6 +185,13 @@ pub enum SyncCommand {
 pub enum Event {
     /// Start the instance (RFC "Startup event").
     Startup,
+    /// Start the instance directly as Master: the daemon was Master until a restart that
+    /// took less than the master-down interval, so the peers still see this node as
+    /// Master (no failover happened). The instance advertises at once and re-asserts its
+    /// addresses; a higher-priority master's advert moves it to Backup as usual. The
+    /// caller decides that the restart was quick enough; otherwise it sends
+    /// [`Event::Startup`]. An interface that is down still means Fault.
+    Resume,
     /// A valid advert for this instance (see [`Instance::receive`]).
     AdvertReceived {
         /// IP source address of the advert (the sender's primary address).
@@ -715,7 +725,8 @@ impl Instance {
     pub fn handle(&mut self, now: Time, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
-            Event::Startup => self.on_startup(now, &mut out),
+            Event::Startup => self.on_startup(now, false, &mut out),
+            Event::Resume => self.on_startup(now, true, &mut out),
             Event::Shutdown => self.on_shutdown(Reason::Shutdown, &mut out),
             Event::InterfaceDown => {
                 self.link_up = false;
@@ -766,7 +777,7 @@ impl Instance {
         self.effective_priority == PRIORITY_OWNER
     }
 
-    fn on_startup(&mut self, now: Time, out: &mut Vec<Action>) {
+    fn on_startup(&mut self, now: Time, resume: bool, out: &mut Vec<Action>) {
         if self.state != State::Initialize {
             return;
         }
@@ -776,6 +787,8 @@ impl Instance {
             self.notify(Reason::InterfaceDown, out);
         } else if self.is_owner() {
             self.become_master(now, Reason::AddressOwner, out);
+        } else if resume {
+            self.become_master(now, Reason::Resume, out);
         } else {
             self.become_backup(now, Reason::Startup, out);
         }
@@ -1047,7 +1060,7 @@ impl Instance {
             self.cfg = cfg;
             self.master_adver_int = self.cfg.advert_interval;
             if was_started {
-                self.on_startup(now, out);
+                self.on_startup(now, false, out);
             }
             return;
         }

@@ -158,6 +158,7 @@ impl Sim {
         let (verb, rest) = words.split_first().ok_or("missing event")?;
         Ok(match *verb {
             "startup" => Event::Startup,
+            "resume" => Event::Resume,
             "shutdown" => Event::Shutdown,
             "interface-up" => Event::InterfaceUp,
             "interface-down" => Event::InterfaceDown,
