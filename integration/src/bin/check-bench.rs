@@ -1474,6 +1474,107 @@ fn raise_nofile(want: u64) -> Result<u64, BoxError> {
     Ok(lim.rlim_cur)
 }
 
+/// With more than two runs (e.g. `--daemons keepalived,keepalive-d,keepalived,keepalive-d`,
+/// interleaved against drifting host load): each daemon's mean and range over its runs,
+/// and the ratio of the second daemon's mean to the first's.
+fn summary(out: &mut String, a: &Args, rs: &[RunResult]) -> Result<(), BoxError> {
+    let mut labels: Vec<String> = Vec::new();
+    for r in rs {
+        let l = format!("{} ({})", r.name, r.version);
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    let group = |l: &String| -> Vec<&RunResult> {
+        rs.iter()
+            .filter(|r| &format!("{} ({})", r.name, r.version) == l)
+            .collect()
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| mean (min-max) over the runs | {} |{}",
+        labels
+            .iter()
+            .map(|l| format!("{l}, {} runs", group(l).len()))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        if labels.len() == 2 {
+            " ratio of means |"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "|---|{}{}",
+        "---|".repeat(labels.len()),
+        if labels.len() == 2 { "---|" } else { "" }
+    )?;
+    let w = format!("{}-{} s", a.warmup, a.secs);
+    type Metric = Box<dyn Fn(&RunResult) -> f64>;
+    let metrics: Vec<(String, Metric, usize)> = vec![
+        (
+            format!("CPU s, whole run (0-{} s)", a.secs),
+            Box::new(|r: &RunResult| r.cpu_total.total() as f64 / r.tck),
+            2,
+        ),
+        (
+            format!("CPU s, steady state ({w})"),
+            Box::new(|r: &RunResult| r.cpu_window.total() as f64 / r.tck),
+            2,
+        ),
+        (
+            "CPU ms per 1,000 checks".to_string(),
+            Box::new(|r: &RunResult| {
+                r.cpu_window.total() as f64 / r.tck * 1e6 / r.accepts.max(1) as f64
+            }),
+            1,
+        ),
+        (
+            format!("checks/s ({w})"),
+            Box::new(|r: &RunResult| r.accepts as f64 / r.window),
+            1,
+        ),
+        (
+            "peak RSS, MiB (VmHWM summed)".to_string(),
+            Box::new(|r: &RunResult| r.hwm_kib as f64 / 1024.0),
+            1,
+        ),
+        (
+            "PSS at the end, MiB".to_string(),
+            Box::new(|r: &RunResult| r.pss_kib as f64 / 1024.0),
+            1,
+        ),
+        (
+            "guest CPU ms of the fixed work unit".to_string(),
+            Box::new(|r: &RunResult| r.work_unit_ms),
+            2,
+        ),
+    ];
+    for (label, f, digits) in &metrics {
+        let mut means = Vec::new();
+        let cells: Vec<String> = labels
+            .iter()
+            .map(|l| {
+                let v: Vec<f64> = group(l).iter().map(|r| f(r)).collect();
+                let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+                let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                means.push(mean);
+                format!("{mean:.digits$} ({min:.digits$}-{max:.digits$})")
+            })
+            .collect();
+        let ratio = if means.len() == 2 {
+            format!(" {:.2}x |", means[1] / means[0])
+        } else {
+            String::new()
+        };
+        writeln!(out, "| {label} | {} |{ratio}", cells.join(" | "))?;
+    }
+    Ok(())
+}
+
 fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxError> {
     let mut out = String::new();
     let two = rs.len() == 2;
@@ -1674,6 +1775,9 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
         false,
     );
 
+    if rs.len() > 2 {
+        summary(&mut out, a, rs)?;
+    }
     if !layout.failed.is_empty() {
         let n = layout.failed.len();
         writeln!(out)?;
