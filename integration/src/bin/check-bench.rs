@@ -416,8 +416,8 @@ struct RunResult {
     /// window (ms): the same work costs more guest CPU time when the host takes the
     /// vCPU away, so this says whether both daemons ran under the same conditions.
     work_unit_ms: f64,
-    active_opens: u64,
-    listen_overflows: u64,
+    /// TCP counters over the window (TIME_WAIT sockets: at its end).
+    tcp: TcpCounters,
     listener_cpu: f64,
     /// Context switches (voluntary + involuntary, every thread) in the window.
     switches: u64,
@@ -712,8 +712,7 @@ fn measure(
             units.sort_by(f64::total_cmp);
             units.get(units.len() / 2).copied().unwrap_or(f64::NAN) * 1e3
         },
-        active_opens: end.tcp.active_opens - start.tcp.active_opens,
-        listen_overflows: end.tcp.listen_overflows - start.tcp.listen_overflows,
+        tcp: end.tcp.since(&start.tcp),
         listener_cpu: (end.listener_ticks - start.listener_ticks) as f64 / tck,
         switches: switches_window,
         vm_busy: if total > 0.0 { busy / total } else { 0.0 },
@@ -1380,16 +1379,48 @@ fn vm_cpu() -> Result<(u64, u64), BoxError> {
 struct TcpCounters {
     active_opens: u64,
     listen_overflows: u64,
+    out_segs: u64,
+    out_rsts: u64,
+    /// TIME_WAITs completed (TcpExt TW), and not created for lack of buckets.
+    time_waits: u64,
+    tw_overflows: u64,
+    /// TIME_WAIT sockets now (/proc/net/sockstat).
+    tw_now: u64,
+}
+
+impl TcpCounters {
+    fn since(&self, o: &TcpCounters) -> TcpCounters {
+        TcpCounters {
+            active_opens: self.active_opens - o.active_opens,
+            listen_overflows: self.listen_overflows - o.listen_overflows,
+            out_segs: self.out_segs - o.out_segs,
+            out_rsts: self.out_rsts - o.out_rsts,
+            time_waits: self.time_waits - o.time_waits,
+            tw_overflows: self.tw_overflows - o.tw_overflows,
+            tw_now: self.tw_now,
+        }
+    }
 }
 
 /// TCP counters of the namespace (/proc/net/snmp and /proc/net/netstat).
 fn tcp_counters(ns: &TestNs) -> Result<TcpCounters, BoxError> {
-    let (snmp, netstat) = ns.enter(|| {
+    let (snmp, netstat, sockstat) = ns.enter(|| {
         (
             std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default(),
             std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap_or_default(),
+            std::fs::read_to_string("/proc/thread-self/net/sockstat").unwrap_or_default(),
         )
     })?;
+    // "TCP: inuse N orphan N tw N alloc N mem N"
+    let tw_now = sockstat
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let i = f.iter().position(|x| *x == "tw")?;
+            f.get(i + 1)?.parse().ok()
+        })
+        .unwrap_or(0);
     let field = |text: &str, prefix: &str, name: &str| -> u64 {
         let mut rows = text.lines().filter(|l| l.starts_with(prefix));
         let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
@@ -1406,6 +1437,11 @@ fn tcp_counters(ns: &TestNs) -> Result<TcpCounters, BoxError> {
         active_opens: field(&snmp, "Tcp:", "ActiveOpens"),
         listen_overflows: field(&netstat, "TcpExt:", "ListenOverflows")
             + field(&netstat, "TcpExt:", "ListenDrops"),
+        out_segs: field(&snmp, "Tcp:", "OutSegs"),
+        out_rsts: field(&snmp, "Tcp:", "OutRsts"),
+        time_waits: field(&netstat, "TcpExt:", "TW"),
+        tw_overflows: field(&netstat, "TcpExt:", "TCPTimeWaitOverflow"),
+        tw_now,
     })
 }
 
@@ -1682,7 +1718,7 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
     row(
         "connection attempts/s (TCP ActiveOpens, same window)",
         rs.iter()
-            .map(|r| r.active_opens as f64 / r.window)
+            .map(|r| r.tcp.active_opens as f64 / r.window)
             .collect(),
         &f1,
         true,
@@ -1742,6 +1778,37 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
         &f0,
         false,
     );
+    let per_check = |r: &RunResult, n: u64| n as f64 / r.tcp.active_opens.max(1) as f64;
+    row(
+        "TCP segments sent per check (both ends)",
+        rs.iter().map(|r| per_check(r, r.tcp.out_segs)).collect(),
+        &f2,
+        true,
+    );
+    row(
+        "TCP resets sent per check",
+        rs.iter().map(|r| per_check(r, r.tcp.out_rsts)).collect(),
+        &f2,
+        false,
+    );
+    row(
+        "TIME_WAITs completed per check (TcpExt TW)",
+        rs.iter().map(|r| per_check(r, r.tcp.time_waits)).collect(),
+        &f2,
+        false,
+    );
+    row(
+        "TIME_WAIT sockets at the end of the window",
+        rs.iter().map(|r| r.tcp.tw_now as f64).collect(),
+        &f0,
+        false,
+    );
+    row(
+        "TIME_WAIT overflows (no bucket) in the window",
+        rs.iter().map(|r| r.tcp.tw_overflows as f64).collect(),
+        &f0,
+        false,
+    );
     row(
         "context switches per check (steady state)",
         rs.iter()
@@ -1770,7 +1837,7 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
     );
     row(
         "listen queue overflows and drops (should be 0)",
-        rs.iter().map(|r| r.listen_overflows as f64).collect(),
+        rs.iter().map(|r| r.tcp.listen_overflows as f64).collect(),
         &f0,
         false,
     );
