@@ -349,12 +349,30 @@ fn heaptrack_report(work: &Path) -> Result<(), BoxError> {
         .arg("-f")
         .arg(&data)
         .args([
-            "-p", "1", "-a", "1", "-T", "0", "-l", "0", "-n", "12", "-s", "2",
+            "-p", "1", "-a", "0", "-T", "0", "-l", "0", "-n", "12", "-s", "1",
         ])
         .output()?;
-    eprintln!("heaptrack (keepalive-d):");
-    for line in String::from_utf8_lossy(&out.stdout).lines().take(400) {
-        eprintln!("  {line}");
+    eprintln!("heaptrack (keepalive-d), the allocation sites by peak memory:");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // Leave out the module of each frame and the symbol hashes.
+        if line.trim_start().starts_with("in /") {
+            continue;
+        }
+        let mut l = line.to_string();
+        while let Some(i) = l.find("::h") {
+            let hash = &l[i + 3..];
+            if hash.len() >= 16 && hash[..16].bytes().all(|b| b.is_ascii_hexdigit()) {
+                l.replace_range(i..i + 19, "");
+            } else {
+                break;
+            }
+        }
+        eprintln!(
+            "  {}",
+            l.replace("$LT$", "<")
+                .replace("$GT$", ">")
+                .replace("$u20$", " ")
+        );
     }
     Ok(())
 }
