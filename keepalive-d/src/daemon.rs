@@ -64,6 +64,21 @@ pub async fn run(
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let (vrrp_reload_tx, vrrp_reloads) = mpsc::channel::<vrrp_io::VrrpReload>(1);
     let has_vrrp = !instances.is_empty();
+    // systemd (Type=notify): READY=1 once every VRRP instance has started and the virtual
+    // servers answer (the kernel table adopted), watchdog pings, STOPPING=1.
+    let sd = crate::sd_notify::Notifier::from_env();
+    let (mut vrrp_started, vrrp_count) = (status_rx.clone(), instances.len());
+    let systemd = sd.lifecycle(
+        async {
+            vrrp_started
+                .wait_for(|m| m.len() >= vrrp_count)
+                .await
+                .is_ok()
+                && (!has_lvs || lvs_handle.status().await.is_some())
+        },
+        crate::sd_notify::watchdog_interval(),
+        stopped(stop_rx.clone()),
+    );
     on_ready(Control {
         config_path: path.to_path_buf(),
         lvs: has_lvs.then(|| lvs_handle.clone()),
@@ -129,6 +144,7 @@ pub async fn run(
                     None => break,
                 },
             };
+            sd.reloading();
             let result = reload(
                 path,
                 &mut current,
@@ -142,6 +158,10 @@ pub async fn run(
                     "reload refused, still running the previous configuration:\n{e}"
                 ),
             }
+            sd.reloaded(match &result {
+                Ok(_) => "running (reloaded)",
+                Err(_) => "running the previous configuration (reload refused, see the log)",
+            });
             if let Some(reply) = reply {
                 let _ = reply.send(result);
             }
@@ -154,7 +174,7 @@ pub async fn run(
         }
         stop_tx.send_replace(true);
     };
-    let (v, l, (), ()) = tokio::join!(vrrp, lvs, reloads, signal);
+    let (v, l, (), (), ()) = tokio::join!(vrrp, lvs, reloads, signal, systemd);
     v.and(l)
 }
 

@@ -8,4 +8,6 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod lvs;
+pub mod script_security;
+pub mod sd_notify;
 pub mod vrrp_io;

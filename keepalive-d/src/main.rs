@@ -12,6 +12,8 @@
 //! ```
 //!
 //! Logs go to stderr; `RUST_LOG` (e.g. `RUST_LOG=debug`) sets the level (default `info`).
+//! `--log-format json` (any command) writes them as one JSON object per line, errors
+//! included.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -30,8 +32,35 @@ const DEFAULT_CONFIG: &str = "/etc/keepalive-d/keepalive-d.yaml";
 #[derive(Debug, Parser)]
 #[command(name = "keepalive-d", version, about)]
 struct Cli {
+    /// Log format on stderr: `text`, or `json` (one JSON object per line with `timestamp`,
+    /// `level`, `target`, `message` and the event's fields; errors are events too).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Whether the logs are JSON: errors then go out as log events, so every line on stderr
+/// is JSON.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints an error for the user on stderr: a line of text, or an `ERROR` event with
+/// `--log-format json`.
+fn print_error(text: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{text}");
+    } else {
+        eprintln!("{text}");
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +122,7 @@ const EXIT_FAILED: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     match cli.command {
         Command::Check { config } => match load(&config) {
             Ok(parsed) => {
@@ -115,7 +144,7 @@ fn main() -> ExitCode {
         Command::Ipvs(cmd) => match ipvs_cli::run(&cmd) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("keepalive-d: {e}");
+                print_error(&format!("keepalive-d: {e}"));
                 ExitCode::from(EXIT_FAILED)
             }
         },
@@ -127,7 +156,7 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     tracing::debug!(config = %path.display(), "loading configuration");
     config::load(path).map_err(|errors| {
         for error in errors.errors() {
-            eprintln!("{error}");
+            print_error(&error.to_string());
         }
         let count = errors.errors().len();
         tracing::debug!(errors = count, "configuration rejected");
@@ -135,13 +164,19 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            // `message` and the event's fields at the top level, not under `fields`.
+            builder.json().flatten_event(true).with_ansi(false).init();
+        }
+    }
 }
 
 /// Runs the VRRP instances and the virtual servers of `cfg` until SIGTERM or SIGINT.

@@ -43,7 +43,9 @@ pub use types::*;
 /// Largest configuration file accepted, in bytes.
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Reads, parses and validates the configuration file at `path`.
+/// Reads, parses and validates the configuration file at `path`, and checks on the file
+/// system that every program it names is safe to run as root
+/// ([`crate::script_security`]).
 ///
 /// Errors name the file as `path` is displayed.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -72,11 +74,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    parse_str(&text, &file)
+    parse(&text, &file, true)
 }
 
 /// Parses and validates configuration text; `file` is the name used in errors.
+///
+/// This does not read the file system: the programs the text names are not checked
+/// ([`load`] does).
 pub fn parse_str(source: &str, file: &str) -> Result<Config, ConfigErrors> {
+    parse(source, file, false)
+}
+
+/// [`parse_str`], checking the programs named when `check_programs` is set.
+fn parse(source: &str, file: &str, check_programs: bool) -> Result<Config, ConfigErrors> {
     let options = serde_saphyr::options! {
         // `yes`/`on` are not booleans here: `preempt: yes` is an error, not a surprise.
         strict_booleans: true,
@@ -84,7 +94,7 @@ pub fn parse_str(source: &str, file: &str) -> Result<Config, ConfigErrors> {
     };
     let raw: raw::S<raw::RawConfig> = serde_saphyr::from_str_with_options(source, options)
         .map_err(|e| ConfigErrors::new(vec![syntax_error(&e, file, source)]))?;
-    validate::validate(&raw, file)
+    validate::validate(&raw, file, check_programs)
 }
 
 /// Converts a serde-saphyr error into a [`ConfigError`].

@@ -163,15 +163,18 @@ fn web_farm_example_values() {
     assert_eq!(web.unicast_peers, ["192.0.2.3".parse::<IpAddr>().unwrap()]);
     assert_eq!(web.virtual_ips[0].to_string(), "192.0.2.10/24");
     let script = &web.track_scripts[0];
-    assert_eq!(script.command.program, "/usr/local/bin/check-db");
-    assert!(script.command.args.is_empty());
+    assert_eq!(script.command.program, "/usr/bin/pgrep");
+    assert_eq!(script.command.args, ["-x", "postgres"]);
     assert_eq!((script.weight, script.rise, script.fall), (-20, 2, 2));
     assert_eq!(script.interval, Duration::from_secs(2));
     assert_eq!(script.timeout, Duration::from_secs(1));
     let master = web.notify.master.as_ref().unwrap();
     assert_eq!(
         (master.program.as_str(), master.args.as_slice()),
-        ("/usr/local/bin/notify", &["master".to_owned()][..])
+        (
+            "/usr/bin/logger",
+            &["-t", "keepalive-d", "web: MASTER"].map(str::to_owned)[..]
+        )
     );
     let v6 = &config.vrrp_instances[1];
     assert_eq!(v6.family, AddressFamily::Ipv6);
@@ -276,8 +279,8 @@ fn fwmark_dns_example_values() {
     assert_eq!(
         exec.kind,
         CheckKind::Exec(Command {
-            program: "/usr/local/bin/check-resolver".into(),
-            args: vec!["10.0.1.13".into()]
+            program: "/bin/bash".into(),
+            args: vec!["-c".into(), "exec 3<>/dev/tcp/10.0.1.13/53".into()]
         })
     );
     assert_eq!(exec.port, None);

@@ -23,11 +23,18 @@ use super::types::{
 };
 use super::{parse_duration, sanitize};
 
-/// Validates `raw`; `file` names the file in errors.
-pub(crate) fn validate(raw: &S<RawConfig>, file: &str) -> Result<Config, ConfigErrors> {
+/// Validates `raw`; `file` names the file in errors. With `check_programs`, the program of
+/// every command must also pass [`crate::script_security::check_program`] (this reads the
+/// file system).
+pub(crate) fn validate(
+    raw: &S<RawConfig>,
+    file: &str,
+    check_programs: bool,
+) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
         file,
         errors: Vec::new(),
+        check_programs,
     };
     let config = v.config(raw);
     if v.errors.is_empty() {
@@ -146,6 +153,8 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 struct Validator<'f> {
     file: &'f str,
     errors: Vec<ConfigError>,
+    /// Script security: check every program on the file system.
+    check_programs: bool,
 }
 
 impl Validator<'_> {
@@ -326,7 +335,8 @@ impl Validator<'_> {
         name.clone()
     }
 
-    /// A command: non-empty argv whose program is an absolute path.
+    /// A command: non-empty argv whose program is an absolute path (and, with
+    /// `check_programs`, passes script security).
     fn command(&mut self, list: &List<String>, key: &str) -> Option<Command> {
         let Some((program, args)) = list.value.split_first() else {
             self.err(
@@ -345,6 +355,13 @@ impl Validator<'_> {
                 ),
             );
             ok = false;
+        } else if self.check_programs {
+            if let Err(e) =
+                crate::script_security::check_program(std::path::Path::new(&program.value))
+            {
+                self.err(&program.referenced, format!("`{key}`: {e}"));
+                ok = false;
+            }
         }
         for arg in &list.value {
             if arg.value.contains('\0') {

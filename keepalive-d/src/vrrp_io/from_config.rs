@@ -120,13 +120,17 @@ mod tests {
         assert_eq!(web.track_interfaces, vec!["eth1".to_string()]);
         assert_eq!(web.track_scripts.len(), 1);
         assert_eq!(web.track_scripts[0].weight, -20);
-        assert_eq!(web.track_scripts[0].argv, vec!["/usr/local/bin/check-db"]);
+        assert_eq!(
+            web.track_scripts[0].argv,
+            vec!["/usr/bin/pgrep", "-x", "postgres"]
+        );
         assert_eq!(
             web.notify.master,
-            Some(vec![
-                "/usr/local/bin/notify".to_string(),
-                "master".to_string()
-            ])
+            Some(
+                ["/usr/bin/logger", "-t", "keepalive-d", "web: MASTER"]
+                    .map(str::to_string)
+                    .to_vec()
+            )
         );
         assert_eq!(web.config.garp.repeat, 5);
         assert_eq!(web.config.garp.delay, Some(Duration::from_secs(5)));
