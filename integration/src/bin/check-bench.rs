@@ -447,6 +447,8 @@ struct RunResult {
     stop: f64,
     left_after_stop: usize,
     log_lines: usize,
+    /// Length of the log at the end of the window (what follows: convergence, stop).
+    log_offset: usize,
 }
 
 fn run_daemon(
@@ -467,7 +469,9 @@ fn run_daemon(
     let mut child = daemon.spawn(a, layout, ns, work, &log)?;
     let root = i32::try_from(child.id())?;
     let t0 = Instant::now();
-    let result = measure(a, layout, ns, listener, &mut ipvs, root, t0, &mut child);
+    let result = measure(
+        a, layout, ns, listener, &mut ipvs, root, t0, &mut child, &log,
+    );
     // Stop it (SIGTERM, then SIGKILL after 60 s), whatever happened.
     let tree = descendants(root);
     let ts = Instant::now();
@@ -508,6 +512,31 @@ fn run_daemon(
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let log_lines = text.lines().count();
     eprintln!("{name} log: {log_lines} lines; the most frequent messages (digits as #):");
+    if let Ok(r) = &result {
+        // The health and table changes of the convergence phase, with their times.
+        let keys = [
+            "is down",
+            "is up",
+            "now down",
+            "now up",
+            "updated",
+            "Removing service",
+            "Adding service",
+            "failed after",
+        ];
+        let tail = text.get(r.log_offset..).unwrap_or("");
+        let lines: Vec<&str> = tail
+            .lines()
+            .filter(|l| keys.iter().any(|k| l.contains(k)))
+            .collect();
+        eprintln!(
+            "{name} log after the window ({} health/table lines, the first 150):",
+            lines.len()
+        );
+        for l in lines.iter().take(150) {
+            eprintln!("  | {l}");
+        }
+    }
     for (n, msg) in log_summary(&text, 12) {
         eprintln!("  {n:>7}  {msg}");
     }
@@ -606,6 +635,7 @@ fn measure(
     root: i32,
     t0: Instant,
     child: &mut Child,
+    log: &Path,
 ) -> Result<RunResult, BoxError> {
     let tck = clock_ticks();
     let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
@@ -671,6 +701,7 @@ fn measure(
         );
     }
     let end = Mark::now(ns, listener)?;
+    let log_offset = std::fs::metadata(log).map_or(0, |m| m.len() as usize);
     let switches_window = switches(root).saturating_sub(switches_start);
     let alive = descendants(root);
     let pss_kib = alive
@@ -741,6 +772,7 @@ fn measure(
         stop: 0.0,
         left_after_stop: 0,
         log_lines: 0,
+        log_offset,
     })
 }
 
