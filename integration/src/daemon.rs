@@ -72,6 +72,8 @@ impl Daemon {
             .arg("run")
             .arg("-c")
             .arg(&path)
+            .arg("--state-dir")
+            .arg(Self::state_dir(ns))
             .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -130,6 +132,22 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The VRRP state directory of daemons in `ns` (one per namespace, so that a daemon
+    /// restarted in the same namespace finds its predecessor's state, and parallel tests
+    /// never see each other's).
+    pub fn state_dir(ns: &TestNs) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-{}-state", ns.name(), std::process::id()))
+    }
+
+    /// Sends SIGKILL (no clean-up: addresses, the IPVS table and the state files stay, as
+    /// after a crash) and reaps the process; the log.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        self.log()
     }
 
     /// The process id.

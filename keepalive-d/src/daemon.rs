@@ -45,15 +45,33 @@ impl Control {
     }
 }
 
+/// The default directory of the VRRP state files ([`vrrp_io::state_file`]).
+pub const DEFAULT_STATE_DIR: &str = "/run/keepalive-d";
+
+/// The VRRP instances and sync groups of `cfg`, with their state files in `state_dir`.
+fn vrrp_specs(
+    cfg: &Config,
+    state_dir: Option<&Path>,
+) -> (Vec<vrrp_io::InstanceSpec>, Vec<vrrp_io::SyncGroupSpec>) {
+    let (mut instances, groups) = vrrp_io::from_config::specs(cfg);
+    for i in &mut instances {
+        i.state_dir = state_dir.map(Path::to_path_buf);
+    }
+    (instances, groups)
+}
+
 /// Runs `cfg` (read from `path`) until `stop` completes or a half fails. `on_ready` is
 /// called once with the [`Control`] of the running daemon (to start a control socket).
+/// VRRP state files go to `state_dir` (see [`vrrp_io::state_file`]; `None`: none, so a
+/// restart never resumes as Master).
 pub async fn run(
     path: &Path,
     cfg: Config,
+    state_dir: Option<&Path>,
     stop: impl Future<Output = ()>,
     on_ready: impl FnOnce(Control),
 ) -> Result<(), String> {
-    let (instances, groups) = vrrp_io::from_config::specs(&cfg);
+    let (instances, groups) = vrrp_specs(&cfg, state_dir);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -149,6 +167,7 @@ pub async fn run(
                 path,
                 &mut current,
                 has_vrrp.then_some(&vrrp_reload_tx),
+                state_dir,
                 has_lvs.then_some(&lvs_handle),
             )
             .await;
@@ -183,6 +202,7 @@ async fn reload(
     path: &Path,
     current: &mut Config,
     vrrp: Option<&mpsc::Sender<vrrp_io::VrrpReload>>,
+    state_dir: Option<&Path>,
     lvs: Option<&LvsHandle>,
 ) -> Result<String, String> {
     let new = config::load(path).map_err(|errors| {
@@ -200,7 +220,7 @@ async fn reload(
     if vrrp_changed {
         match vrrp {
             Some(tx) => {
-                let (instances, sync_groups) = vrrp_io::from_config::specs(&new);
+                let (instances, sync_groups) = vrrp_specs(&new, state_dir);
                 let (reply, rx) = oneshot::channel();
                 tx.send(vrrp_io::VrrpReload {
                     instances,

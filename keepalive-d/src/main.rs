@@ -79,6 +79,10 @@ enum Command {
         /// The configuration file.
         #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Directory of the VRRP state files: a Master killed and restarted within its
+        /// master-down interval resumes as Master without a failover.
+        #[arg(long, value_name = "DIR", default_value = keepalive_d::daemon::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Read and change the kernel's IPVS table, like ipvsadm.
     #[command(subcommand)]
@@ -137,8 +141,8 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config } => match load(&config) {
-            Ok(parsed) => run(&config, &parsed),
+        Command::Run { config, state_dir } => match load(&config) {
+            Ok(parsed) => run(&config, &parsed, &state_dir),
             Err(code) => code,
         },
         Command::Ipvs(cmd) => match ipvs_cli::run(&cmd) {
@@ -180,7 +184,7 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Runs the VRRP instances and the virtual servers of `cfg` until SIGTERM or SIGINT.
-fn run(path: &std::path::Path, cfg: &Config) -> ExitCode {
+fn run(path: &std::path::Path, cfg: &Config, state_dir: &std::path::Path) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -202,7 +206,7 @@ fn run(path: &std::path::Path, cfg: &Config) -> ExitCode {
             Ok(stop) => stop,
             Err(e) => return Err(format!("cannot catch SIGTERM/SIGINT: {e}")),
         };
-        keepalive_d::daemon::run(path, cfg.clone(), stop, |_control| {}).await
+        keepalive_d::daemon::run(path, cfg.clone(), Some(state_dir), stop, |_control| {}).await
     });
     match result {
         Ok(()) => {

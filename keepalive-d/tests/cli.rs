@@ -151,7 +151,8 @@ fn run_holds_the_vip_as_master_and_gives_it_up_on_sigterm() {
     .unwrap();
     let mut child = ns
         .command(env!("CARGO_BIN_EXE_keepalive-d"))
-        .args(["run", "--config", conf.to_str().unwrap()])
+        .args(["run", "--config", conf.to_str().unwrap(), "--state-dir"])
+        .arg(dir.join("state"))
         .env_remove("RUST_LOG")
         .stderr(std::process::Stdio::piped())
         .spawn()

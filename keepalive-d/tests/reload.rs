@@ -125,3 +125,108 @@ fn reload_keeps_unchanged_instances_and_applies_the_rest() {
     assert_eq!(code, Some(0), "{log}");
     assert!(!has_addr(&ns, "192.0.2.10/24"), "{log}");
 }
+
+/// Two daemons on one link: A (priority 200) is Master, B (100) Backup.
+fn pair() -> (TestNs, TestNs) {
+    let a = TestNs::new("kad-rs-a").unwrap();
+    let b = TestNs::new("kad-rs-b").unwrap();
+    let tag = std::process::id() % 100_000;
+    let (va, vb) = (format!("ra{tag}"), format!("rb{tag}"));
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+    ip(&["link", "set", &va, "netns", a.name(), "name", "eth0"]);
+    ip(&["link", "set", &vb, "netns", b.name(), "name", "eth0"]);
+    for (ns, addr) in [(&a, "192.0.2.2/24"), (&b, "192.0.2.3/24")] {
+        ns.run("ip", &["addr", "add", addr, "dev", "eth0"]).unwrap();
+        ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+    }
+    (a, b)
+}
+
+fn instance(priority: u8) -> String {
+    format!(
+        "vrrp_instances:
+  - name: vi1
+    interface: eth0
+    vrid: 61
+    priority: {priority}
+    advert_interval: 200ms
+    virtual_ips: [192.0.2.10/24]
+"
+    )
+}
+
+fn wait(what: &str, within: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < within, "{what} not within {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// SIGKILL of the Master's daemon and an immediate restart: it resumes as Master (its
+/// address never leaves) and the Backup never takes over. SIGKILL without a restart: the
+/// Backup takes over within its master-down interval.
+#[test]
+fn a_killed_master_restarted_quickly_resumes_without_failover() {
+    let exe = env!("CARGO_BIN_EXE_keepalive-d");
+    let (a, b) = pair();
+    let da = Daemon::start_exe(exe, &a, &instance(200), "info").unwrap();
+    wait("A master", Duration::from_secs(10), || {
+        da.log().contains("state=master")
+    });
+    let db = Daemon::start_exe(exe, &b, &instance(100), "info").unwrap();
+    wait("B backup", Duration::from_secs(10), || {
+        db.log().contains("state=backup")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let log_a = da.kill();
+    assert!(
+        has_addr(&a, "192.0.2.10/24"),
+        "SIGKILL left the address: {log_a}"
+    );
+    let da = Daemon::start_exe(exe, &a, &instance(200), "info").unwrap();
+    wait("A resumes", Duration::from_secs(5), || {
+        da.log().contains("reason=resume")
+    });
+    // Well past B's master-down interval (3 x 200 ms + 0.6 x 200 ms = 720 ms).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !db.log().contains("state=master"),
+        "the backup took over:\nA: {}\nB: {}",
+        da.log(),
+        db.log()
+    );
+    assert!(has_addr(&a, "192.0.2.10/24"));
+    assert!(!has_addr(&b, "192.0.2.10/24"));
+
+    // Killed for good: B takes over within its master-down interval (plus scheduling).
+    let _ = da.kill();
+    let t = wait("B takes over", Duration::from_secs(5), || {
+        db.log().contains("state=master")
+    });
+    eprintln!("failover after SIGKILL: {t:?} (master-down interval 720 ms)");
+    assert!(t < Duration::from_millis(720 + 500), "{t:?}");
+    assert!(has_addr(&b, "192.0.2.10/24"));
+
+    // A restarted long after: no resume; it preempts as the RFC says (higher priority).
+    let da = Daemon::start_exe(exe, &a, &instance(200), "info").unwrap();
+    wait("A master again", Duration::from_secs(10), || {
+        da.log().contains("state=master")
+    });
+    assert!(!da.log().contains("reason=resume"), "{}", da.log());
+    let _ = da.stop(Duration::from_secs(10)).unwrap();
+    let _ = db.stop(Duration::from_secs(10)).unwrap();
+}

@@ -38,6 +38,10 @@ use super::{InstanceStatus, StatusMap, TrackScript, VirtualAddress};
 /// An instance with everything opened, ready to run.
 #[derive(Debug)]
 pub struct Prepared {
+    /// Resume as Master at once (see [`super::state_file`]).
+    pub(crate) resume: bool,
+    /// The state file, if any.
+    pub(crate) state_path: Option<std::path::PathBuf>,
     pub(crate) name: String,
     pub(crate) interface: String,
     pub(crate) ifindex: u32,
@@ -99,6 +103,10 @@ enum Input {
 
 /// The I/O side of one member.
 struct Member {
+    /// Resume as Master at once (a quick restart, see [`super::state_file`]).
+    resume: bool,
+    /// The state file, if any.
+    state_file: Option<super::state_file::StateFile>,
     name: String,
     interface: String,
     ifindex: u32,
@@ -155,6 +163,11 @@ impl Member {
         tracing::trace!(instance = %self.name, %action, "action");
         match action {
             Action::SendAdvert(advert) => {
+                if advert.priority > 0 {
+                    if let Some(f) = &mut self.state_file {
+                        f.advert_sent();
+                    }
+                }
                 let cfg = instance.config();
                 let src = cfg.primary_address;
                 let dsts: Vec<IpAddr> = if cfg.unicast_peers.is_empty() {
@@ -209,6 +222,9 @@ impl Member {
                     instance = %self.name, interface = %self.interface, %state, %reason, priority,
                     "VRRP state change"
                 );
+                if let Some(f) = &mut self.state_file {
+                    f.record(state);
+                }
                 if state != State::Master {
                     self.stop_garps();
                 }
@@ -469,6 +485,8 @@ pub async fn drive(
         }
         instances.push(p.instance);
         io.push(Member {
+            resume: p.resume,
+            state_file: p.state_path.map(super::state_file::StateFile::new),
             notifier: Notifier::spawn(&p.name, p.notify),
             name: p.name,
             interface: p.interface,
@@ -505,7 +523,15 @@ pub async fn drive(
     // Addresses left behind by a predecessor that crashed: a starting
     // instance is never master before its master-down timer (unless it is
     // the address owner, which adds them back at once).
+    // An instance that resumes as Master keeps them: they are in use.
     for (i, m) in u.members.iter_mut().enumerate() {
+        if m.resume {
+            tracing::info!(
+                instance = %m.name,
+                "was Master until a moment ago: resuming as Master without a failover"
+            );
+            continue;
+        }
         let primary = u.core.member(i).map(|inst| inst.config().primary_address);
         let all: Vec<IpAddr> = m.vips.iter().map(|v| v.address).collect();
         for a in all.into_iter().filter(|a| Some(*a) != primary) {
@@ -533,7 +559,12 @@ pub async fn drive(
         }
     }
     for i in 0..u.members.len() {
-        u.handle(i, now, Event::Startup);
+        let event = if u.members.get(i).is_some_and(|m| m.resume) {
+            Event::Resume
+        } else {
+            Event::Startup
+        };
+        u.handle(i, now, event);
     }
     loop {
         let deadline = u.next_deadline().map(|t| u.epoch + t.since_epoch());
@@ -584,6 +615,9 @@ pub async fn drive(
     for (mut inst, mut m) in u.core.into_instances().into_iter().zip(u.members) {
         for a in inst.handle(now, Event::Shutdown) {
             m.execute(&inst, a);
+        }
+        if let Some(f) = &mut m.state_file {
+            f.remove();
         }
         status.send_modify(|map| {
             map.insert(

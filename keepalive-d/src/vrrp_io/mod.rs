@@ -46,6 +46,7 @@ pub mod from_config;
 pub mod garp;
 pub mod notify;
 pub mod socket;
+pub mod state_file;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -159,6 +160,9 @@ pub struct InstanceSpec {
     /// Scripts that adjust the priority or fault the instance (keepalived
     /// `track_script`).
     pub track_scripts: Vec<TrackScript>,
+    /// Where the instance keeps its state file (`vrrp-<name>.state`) so that a quick
+    /// restart resumes as Master ([`state_file`]); `None`: no state file.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A tracked script (keepalived `vrrp_script`): run as argv, no shell.
@@ -196,6 +200,7 @@ impl InstanceSpec {
             garp_interval: Duration::ZERO,
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
+            state_dir: None,
         }
     }
 }
@@ -314,6 +319,7 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         garp_interval,
         track_interfaces,
         track_scripts,
+        state_dir,
     } = spec;
     let io_err = |what: &'static str| {
         let instance = name.clone();
@@ -371,13 +377,20 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         })?;
         tracked.push(addr::LinkMonitor::new(l.index).map_err(io_err("link monitor"))?);
     }
+    let instance = Instance::new(valid);
+    let state_path = state_dir.map(|d| d.join(format!("vrrp-{name}.state")));
+    let resume = state_path
+        .as_deref()
+        .is_some_and(|p| state_file::may_resume(p, instance.master_down_interval()));
     Ok(driver::Prepared {
+        resume,
+        state_path,
         name,
         interface,
         ifindex: link.index,
         mac: link.mac,
         vips: virtual_addresses,
-        instance: Instance::new(valid),
+        instance,
         sock,
         garp,
         link: monitor,
