@@ -431,8 +431,9 @@ struct RunResult {
     accepts: u64,
     per_second: Vec<u64>,
     /// Median guest CPU time of a fixed unit of work, sampled every second of the
-    /// window (ms): the same work costs more guest CPU time when the host takes the
-    /// vCPU away, so this says whether both daemons ran under the same conditions.
+    /// window (ms): the same work costs more guest CPU time when the host takes the vCPU
+    /// away or interrupt work lands on it. A rough check of the conditions only: under a
+    /// busy host it varied 4x between windows of one run.
     work_unit_ms: f64,
     /// TCP counters over the window (TIME_WAIT sockets: at its end).
     tcp: TcpCounters,
@@ -1874,7 +1875,7 @@ fn report(a: &Args, layout: &Layout, rs: &[RunResult]) -> Result<String, BoxErro
         false,
     );
     row(
-        "guest CPU ms of a fixed work unit (median; equal = same conditions)",
+        "guest CPU ms of a fixed work unit (median; a rough check of the conditions)",
         rs.iter().map(|r| r.work_unit_ms).collect(),
         &f2,
         true,
