@@ -72,6 +72,8 @@ impl Daemon {
             .arg("run")
             .arg("-c")
             .arg(&path)
+            .arg("--control-socket")
+            .arg(Self::control_socket(ns))
             .arg("--state-dir")
             .arg(Self::state_dir(ns))
             .env("RUST_LOG", rust_log)
@@ -148,6 +150,12 @@ impl Daemon {
         let _ = self.child.wait();
         std::thread::sleep(Duration::from_millis(50));
         self.log()
+    }
+
+    /// The control socket of daemons in `ns` (`keepalive-d status --control-socket ...`):
+    /// one per namespace, so that parallel tests never see each other's daemon.
+    pub fn control_socket(ns: &TestNs) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-{}-control.sock", ns.name(), std::process::id()))
     }
 
     /// The process id.

@@ -5,9 +5,11 @@
 //! for now, the [`config`] module (parsing and validation of the configuration file).
 
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod health;
 pub mod lvs;
+pub mod metrics;
 pub mod script_security;
 pub mod sd_notify;
 pub mod vrrp_io;

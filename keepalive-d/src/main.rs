@@ -8,6 +8,10 @@
 //! keepalive-d ipvs restore [--dry-run] < FILE      `ipvsadm -R`, as one batched reconcile
 //! keepalive-d ipvs zero                            `ipvsadm -Z`
 //! keepalive-d ipvs flush                           `ipvsadm -C`
+//! keepalive-d status [--json]       the running daemon's VRRP instances and virtual servers
+//! keepalive-d reload                reload the running daemon's configuration
+//! keepalive-d drain SERVICE ADDR    weight 0 for a real server until `undrain`
+//! keepalive-d undrain SERVICE ADDR
 //! keepalive-d --version
 //! ```
 //!
@@ -21,6 +25,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keepalive_d::config::{self, Config};
+use keepalive_d::control::{ControlSocket, Request};
 use tracing_subscriber::EnvFilter;
 
 mod ipvs_cli;
@@ -79,6 +84,9 @@ enum Command {
         /// The configuration file.
         #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Where to listen for `status`, `reload`, `drain` and `undrain` (root only).
+        #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
         /// Directory of the VRRP state files: a Master killed and restarted within its
         /// master-down interval resumes as Master without a failover.
         #[arg(long, value_name = "DIR", default_value = keepalive_d::daemon::DEFAULT_STATE_DIR)]
@@ -87,6 +95,45 @@ enum Command {
     /// Read and change the kernel's IPVS table, like ipvsadm.
     #[command(subcommand)]
     Ipvs(IpvsCommand),
+    /// Show the running daemon's VRRP instances (state, priority, master, last transition)
+    /// and virtual servers (health, last check, configured and kernel weights, IPVS
+    /// counters and rates).
+    Status {
+        /// Print the status as a JSON document (stable: fields are only added).
+        #[arg(long)]
+        json: bool,
+        /// The running daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+    },
+    /// Reload the running daemon's configuration file (like SIGHUP, with the outcome):
+    /// exit 0 with a summary, or 1 with every error (the daemon keeps its configuration).
+    Reload {
+        /// The running daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+    },
+    /// Drain a real server: weight 0 in the kernel (established connections go on, new
+    /// ones go elsewhere) until `undrain`; survives reloads.
+    Drain {
+        /// The virtual server's name.
+        service: String,
+        /// The real server's address, e.g. 10.0.0.11:80.
+        address: std::net::SocketAddr,
+        /// The running daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+    },
+    /// Give a drained real server its configured weight back.
+    Undrain {
+        /// The virtual server's name.
+        service: String,
+        /// The real server's address.
+        address: std::net::SocketAddr,
+        /// The running daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+    },
 }
 
 /// `keepalive-d ipvs ...`: ipvsadm's everyday commands.
@@ -141,10 +188,33 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config, state_dir } => match load(&config) {
-            Ok(parsed) => run(&config, &parsed, &state_dir),
+        Command::Run {
+            config,
+            control_socket,
+            state_dir,
+        } => match load(&config) {
+            Ok(parsed) => run(&config, &parsed, &control_socket, &state_dir),
             Err(code) => code,
         },
+        Command::Status {
+            json,
+            control_socket,
+        } => client(&control_socket, &Request::Status, json),
+        Command::Reload { control_socket } => client(&control_socket, &Request::Reload, false),
+        Command::Drain {
+            service,
+            address,
+            control_socket,
+        } => client(&control_socket, &Request::Drain { service, address }, false),
+        Command::Undrain {
+            service,
+            address,
+            control_socket,
+        } => client(
+            &control_socket,
+            &Request::Undrain { service, address },
+            false,
+        ),
         Command::Ipvs(cmd) => match ipvs_cli::run(&cmd) {
             Ok(code) => code,
             Err(e) => {
@@ -152,6 +222,20 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILED)
             }
         },
+    }
+}
+
+/// Sends `request` to the daemon on `socket`, prints the outcome; exit 0 or 1.
+fn client(socket: &std::path::Path, request: &Request, json: bool) -> ExitCode {
+    let outcome = keepalive_d::control::run_client(socket, request, json);
+    print!("{}", outcome.stdout);
+    for line in &outcome.stderr {
+        print_error(line);
+    }
+    if outcome.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
     }
 }
 
@@ -184,7 +268,42 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Runs the VRRP instances and the virtual servers of `cfg` until SIGTERM or SIGINT.
-fn run(path: &std::path::Path, cfg: &Config, state_dir: &std::path::Path) -> ExitCode {
+fn run(
+    path: &std::path::Path,
+    cfg: &Config,
+    control_socket: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> ExitCode {
+    // Before anything runs: another daemon on the socket, or the metrics port taken, stop
+    // this one here.
+    let socket = match ControlSocket::bind(control_socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let metrics = match cfg.metrics {
+        Some(m) => match keepalive_d::metrics::MetricsListener::bind(m.listen) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        },
+        None => None,
+    };
+    let on_ready = |control| {
+        let ctx = std::sync::Arc::new(keepalive_d::control::Context::new(control));
+        if let Err(e) = socket.spawn(ctx.clone()) {
+            tracing::error!("{e}");
+        }
+        if let Some(m) = metrics {
+            if let Err(e) = m.spawn(ctx) {
+                tracing::error!("{e}");
+            }
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -206,8 +325,10 @@ fn run(path: &std::path::Path, cfg: &Config, state_dir: &std::path::Path) -> Exi
             Ok(stop) => stop,
             Err(e) => return Err(format!("cannot catch SIGTERM/SIGINT: {e}")),
         };
-        keepalive_d::daemon::run(path, cfg.clone(), Some(state_dir), stop, |_control| {}).await
+        keepalive_d::daemon::run(path, cfg.clone(), Some(state_dir), stop, on_ready).await
     });
+    drop(runtime);
+    drop(socket);
     match result {
         Ok(()) => {
             tracing::info!("stopped");

@@ -118,7 +118,14 @@ fn run_refuses_invalid_configs_and_fails_clearly_without_ipvs() {
          real_servers: [{ address: 10.0.0.11:80 }]\n",
     )
     .unwrap();
-    let out = keepalive_d(&["run", "--config", conf.to_str().unwrap()]);
+    let socket = dir.join("control.sock");
+    let out = keepalive_d(&[
+        "run",
+        "--config",
+        conf.to_str().unwrap(),
+        "--control-socket",
+        socket.to_str().unwrap(),
+    ]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -153,6 +160,8 @@ fn run_holds_the_vip_as_master_and_gives_it_up_on_sigterm() {
         .command(env!("CARGO_BIN_EXE_keepalive-d"))
         .args(["run", "--config", conf.to_str().unwrap(), "--state-dir"])
         .arg(dir.join("state"))
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
         .env_remove("RUST_LOG")
         .stderr(std::process::Stdio::piped())
         .spawn()

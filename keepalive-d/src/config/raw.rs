@@ -23,6 +23,8 @@ pub(crate) struct RawConfig {
     pub virtual_servers: Option<List<RawVirtualServer>>,
     #[serde(default)]
     pub ipvs: Option<S<RawIpvs>>,
+    #[serde(default)]
+    pub metrics: Option<S<RawMetrics>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +234,15 @@ pub(crate) struct RawRealServer {
     pub weight: Option<S<String>>,
     #[serde(default)]
     pub check: Option<S<RawCheck>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    #[serde(default)]
+    pub listen: Option<S<String>>,
+    #[serde(default)]
+    pub allow_remote: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -625,3 +625,44 @@ virtual_servers:
         .unwrap();
     assert_eq!(check6.source, Some("2001:db8::2".parse().unwrap()));
 }
+
+#[test]
+fn metrics_section_off_by_default_loopback_or_allowed_remote() {
+    assert_eq!(parse(MINIMAL_SERVER).metrics, None);
+    let config = parse(&format!(
+        "{MINIMAL_SERVER}metrics: {{ listen: 127.0.0.1:9595 }}\n"
+    ));
+    assert_eq!(
+        config.metrics,
+        Some(MetricsSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9595)),
+            allow_remote: false,
+        })
+    );
+    let config = parse(&format!(
+        "{MINIMAL_SERVER}metrics: {{ listen: \"[::1]:9595\" }}\n"
+    ));
+    assert_eq!(
+        config.metrics.map(|m| m.listen),
+        Some("[::1]:9595".parse().unwrap())
+    );
+    let config = parse(&format!(
+        "{MINIMAL_SERVER}metrics:\n  listen: 0.0.0.0:9595\n  allow_remote: true\n"
+    ));
+    assert_eq!(
+        config.metrics,
+        Some(MetricsSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9595)),
+            allow_remote: true,
+        })
+    );
+    let e = errors(&format!(
+        "{MINIMAL_SERVER}metrics: {{ listen: 192.0.2.1:9595 }}\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].to_string().contains("not a loopback address"),
+        "{}",
+        e[0]
+    );
+}

@@ -19,6 +19,17 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     /// How the IPVS table is kept (`ipvs`).
     pub ipvs: IpvsSettings,
+    /// The Prometheus metrics endpoint (`metrics`); `None`: no endpoint.
+    pub metrics: Option<MetricsSettings>,
+}
+
+/// The `metrics` section: where the Prometheus endpoint listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// The address and port of the HTTP endpoint (`listen`).
+    pub listen: SocketAddr,
+    /// Whether a non-loopback `listen` address is allowed (`allow_remote`).
+    pub allow_remote: bool,
 }
 
 /// What happens to the daemon's own IPVS services when it stops (`ipvs.on_stop`).

@@ -12,13 +12,13 @@ use serde_saphyr::Location;
 
 use super::error::{ConfigError, ConfigErrors, Position};
 use super::raw::{
-    List, RawCheck, RawConfig, RawGarp, RawIpvs, RawNotify, RawPersistence, RawQuorum,
+    List, RawCheck, RawConfig, RawGarp, RawIpvs, RawMetrics, RawNotify, RawPersistence, RawQuorum,
     RawRealServer, RawSyncGroup, RawTrackScript, RawTunnel, RawVirtualServer, RawVrrpInstance, S,
 };
 use super::types::{
     AddressFamily, BodyPattern, Check, CheckKind, Command, Config, DnsCheck, DnsRecordType,
-    Forward, Garp, HttpCheck, IpvsSettings, Notify, OnStop, Persistence, Protocol, Quorum,
-    RealServer, Scheduler, SchedulerFlag, ServiceKey, SyncGroup, TrackScript, Tunnel,
+    Forward, Garp, HttpCheck, IpvsSettings, MetricsSettings, Notify, OnStop, Persistence, Protocol,
+    Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey, SyncGroup, TrackScript, Tunnel,
     TunnelChecksum, TunnelEncap, VirtualIp, VirtualServer, VrrpInstance, VrrpVersion,
 };
 use super::{parse_duration, sanitize};
@@ -403,6 +403,7 @@ impl Validator<'_> {
                 .ipvs
                 .as_ref()
                 .map_or_else(IpvsSettings::default, |r| self.ipvs_settings(&r.value)),
+            metrics: raw.metrics.as_ref().and_then(|r| self.metrics_settings(r)),
         };
         if instances_raw.is_empty() && servers_raw.is_empty() {
             // About the file as a whole: reported at its start.
@@ -479,6 +480,35 @@ impl Validator<'_> {
             coalesce,
             on_stop,
         }
+    }
+
+    // ---- metrics -------------------------------------------------------------------------
+
+    fn metrics_settings(&mut self, r: &S<RawMetrics>) -> Option<MetricsSettings> {
+        let allow_remote = r.value.allow_remote.as_ref().is_some_and(|b| b.value);
+        let listen = self.required(&r.value.listen, "listen", &r.referenced, "metrics")?;
+        let addr = self.socket_addr(listen, "listen")?;
+        if addr.port() == 0 {
+            self.err(
+                &listen.referenced,
+                "`listen`: the port must not be 0 (Prometheus needs a fixed port to scrape)",
+            );
+            return None;
+        }
+        if !addr.ip().is_loopback() && !allow_remote {
+            self.err(
+                &listen.referenced,
+                format!(
+                    "`listen`: {addr} is not a loopback address: the metrics would be reachable \
+                     from the network; use 127.0.0.1 or ::1, or set `allow_remote: true`"
+                ),
+            );
+            return None;
+        }
+        Some(MetricsSettings {
+            listen: addr,
+            allow_remote,
+        })
     }
 
     // ---- VRRP ----------------------------------------------------------------------------

@@ -33,7 +33,10 @@ use super::addr::{LinkMonitor, Rtnl};
 use super::garp::{GarpSocket, frame};
 use super::notify::{Notifier, NotifySpec};
 use super::socket::{Datagram, VrrpSocket, group};
-use super::{InstanceStatus, StatusMap, TrackScript, VirtualAddress};
+use super::{
+    InstanceStatus, ReceiveError, ReceiveErrors, StateChange, StatusMap, TrackScript,
+    VirtualAddress,
+};
 
 /// An instance with everything opened, ready to run.
 #[derive(Debug)]
@@ -124,6 +127,12 @@ struct Member {
     links_up: Vec<bool>,
     scripts: Vec<TrackScript>,
     scripts_ok: Vec<bool>,
+    /// The last state change and how many there were.
+    last_transition: Option<StateChange>,
+    transitions: u64,
+    adverts_sent: u64,
+    adverts_received: u64,
+    receive_errors: ReceiveErrors,
 }
 
 impl Member {
@@ -149,6 +158,20 @@ impl Member {
                 .map(|s| s.weight)
                 .zip(self.scripts_ok.iter().copied()),
         )
+    }
+
+    /// The published status of this member, whose state machine is `instance`.
+    fn status(&self, instance: &Instance) -> InstanceStatus {
+        InstanceStatus {
+            state: instance.state(),
+            priority: instance.effective_priority(),
+            master: instance.master().map(|(a, _)| a),
+            last_transition: self.last_transition,
+            transitions: self.transitions,
+            adverts_sent: self.adverts_sent,
+            adverts_received: self.adverts_received,
+            receive_errors: self.receive_errors,
+        }
     }
 
     fn vip(&self, a: IpAddr) -> VirtualAddress {
@@ -182,8 +205,11 @@ impl Member {
                         .and_then(|bytes| {
                             self.sock.send(src, dst, &bytes).map_err(|e| e.to_string())
                         });
-                    if let Err(e) = sent {
-                        tracing::debug!(instance = %self.name, %dst, "advert not sent: {e}");
+                    match sent {
+                        Ok(()) => self.adverts_sent = self.adverts_sent.saturating_add(1),
+                        Err(e) => {
+                            tracing::debug!(instance = %self.name, %dst, "advert not sent: {e}");
+                        }
                     }
                 }
             }
@@ -228,6 +254,12 @@ impl Member {
                 if state != State::Master {
                     self.stop_garps();
                 }
+                self.last_transition = Some(StateChange {
+                    at: std::time::SystemTime::now(),
+                    state,
+                    reason,
+                });
+                self.transitions = self.transitions.saturating_add(1);
                 self.notifier.transition(state, priority);
             }
             Action::ArmTimer { timer, at } => {
@@ -304,8 +336,9 @@ impl Unit {
         self.publish();
     }
 
-    /// Updates the status map with every member's state (only notifies
-    /// watchers when something changed).
+    /// Updates the status map with every member's status. Watchers are
+    /// notified only when a state, priority, master or transition count
+    /// changed; the traffic counters are updated silently.
     fn publish(&self) {
         self.status.send_if_modified(|map| {
             let mut changed = false;
@@ -313,14 +346,13 @@ impl Unit {
                 let Some(inst) = self.core.member(i) else {
                     continue;
                 };
-                let st = InstanceStatus {
-                    state: inst.state(),
-                    priority: inst.effective_priority(),
-                    master: inst.master().map(|(a, _)| a),
-                };
-                if map.get(&m.name) != Some(&st) {
-                    map.insert(m.name.clone(), st);
-                    changed = true;
+                let st = m.status(inst);
+                match map.get_mut(&m.name) {
+                    Some(old) if !old.differs_notably(&st) => *old = st,
+                    _ => {
+                        map.insert(m.name.clone(), st);
+                        changed = true;
+                    }
                 }
             }
             changed
@@ -366,13 +398,27 @@ impl Unit {
                     }
                     m.last_warnings.clone_from(&r.warnings);
                 }
+                m.adverts_received = m.adverts_received.saturating_add(1);
                 let now = self.now();
                 self.handle(index, now, r.into_event());
             }
             Err(DropReason::FromSelf) => {}
             Err(e) => {
                 tracing::debug!(instance = %m.name, src = %d.meta.src, "advert dropped: {e}");
+                if let Some(reason) = ReceiveError::of(&e) {
+                    m.receive_errors.record(reason);
+                    self.publish();
+                }
             }
+        }
+    }
+
+    /// A datagram the socket layer could not parse, on member `index`'s socket.
+    fn malformed(&mut self, index: usize, e: &PacketError) {
+        if let Some(m) = self.members.get_mut(index) {
+            tracing::debug!(instance = %m.name, "datagram dropped: {e}");
+            m.receive_errors.record(ReceiveError::Malformed);
+            self.publish();
         }
     }
 
@@ -503,6 +549,11 @@ pub async fn drive(
             links_up,
             scripts_ok: vec![true; p.scripts.len()],
             scripts: p.scripts,
+            last_transition: None,
+            transitions: 0,
+            adverts_sent: 0,
+            adverts_received: 0,
+            receive_errors: ReceiveErrors::new(),
         });
     }
     drop(tx);
@@ -577,10 +628,7 @@ pub async fn drive(
             }
             input = rx.recv() => match input {
                 Some(Input::Datagram(i, d)) => u.received(i, &d),
-                Some(Input::Malformed(i, e)) => {
-                    let name = u.members.get(i).map(|m| m.name.as_str()).unwrap_or("?");
-                    tracing::debug!(instance = %name, "datagram dropped: {e}");
-                }
+                Some(Input::Malformed(i, e)) => u.malformed(i, &e),
                 Some(Input::Link(i, k, up)) => {
                     if let Some(m) = u.members.get_mut(i) {
                         let was = m.healthy();
@@ -619,15 +667,10 @@ pub async fn drive(
         if let Some(f) = &mut m.state_file {
             f.remove();
         }
+        let mut st = m.status(&inst);
+        st.master = None;
         status.send_modify(|map| {
-            map.insert(
-                m.name.clone(),
-                InstanceStatus {
-                    state: inst.state(),
-                    priority: inst.effective_priority(),
-                    master: None,
-                },
-            );
+            map.insert(m.name.clone(), st);
         });
         m.stop_garps();
         m.notifier.finish().await;

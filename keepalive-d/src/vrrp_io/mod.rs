@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
-use vrrp_proto::{AddressFamily, ConfigError, Instance, InstanceConfig, State};
+use vrrp_proto::{AddressFamily, ConfigError, DropReason, Instance, InstanceConfig, Reason, State};
 
 pub use notify::NotifySpec;
 
@@ -216,6 +216,10 @@ pub struct SyncGroupSpec {
 }
 
 /// What an instance is doing, published by [`run_with_status`].
+///
+/// Watchers are notified when the state, priority, master or transition count change;
+/// the traffic counters (`adverts_*`, `receive_errors`) are updated in place without a
+/// notification (they change with every advert), so a reader sees them when it looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstanceStatus {
     /// Its state (`Initialize`: stopped).
@@ -224,6 +228,178 @@ pub struct InstanceStatus {
     pub priority: u8,
     /// The master it last accepted an advert from, while Backup.
     pub master: Option<IpAddr>,
+    /// The last state change: when, to what and why (`None` before the first).
+    pub last_transition: Option<StateChange>,
+    /// State changes since the instance started (entering Backup at start-up counts).
+    pub transitions: u64,
+    /// Adverts sent (one per destination: the group, or each unicast peer).
+    pub adverts_sent: u64,
+    /// Adverts of this instance's VRID accepted from other routers.
+    pub adverts_received: u64,
+    /// Datagrams dropped on receive, by reason.
+    pub receive_errors: ReceiveErrors,
+}
+
+impl InstanceStatus {
+    /// A status with no transition and zero counters.
+    pub const fn new(state: State, priority: u8, master: Option<IpAddr>) -> Self {
+        InstanceStatus {
+            state,
+            priority,
+            master,
+            last_transition: None,
+            transitions: 0,
+            adverts_sent: 0,
+            adverts_received: 0,
+            receive_errors: ReceiveErrors::new(),
+        }
+    }
+
+    /// Whether `other` differs in what watchers are notified about (state, priority,
+    /// master, transitions), as opposed to the traffic counters only.
+    pub fn differs_notably(&self, other: &InstanceStatus) -> bool {
+        (self.state, self.priority, self.master, self.transitions)
+            != (other.state, other.priority, other.master, other.transitions)
+    }
+}
+
+/// One state change of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateChange {
+    /// When it happened (wall clock).
+    pub at: std::time::SystemTime,
+    /// The state entered.
+    pub state: State,
+    /// Why, as the state machine says ([`Reason::name`]: `master-down`, `higher-priority`, ...).
+    pub reason: Reason,
+}
+
+/// Why a received datagram was dropped: [`vrrp_proto::DropReason`] without its details,
+/// plus datagrams the socket layer could not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReceiveError {
+    /// Not a VRRP packet we can parse (short, truncated, bad version, type or checksum).
+    Malformed,
+    /// Another address family than the instance's.
+    FamilyMismatch,
+    /// TTL / hop limit not 255.
+    BadTtl,
+    /// Another VRID (only counted when it slips past the VRID filter).
+    WrongVrid,
+    /// The other VRRP version.
+    VersionMismatch,
+    /// Multicast advert on a unicast instance, or the reverse.
+    UnexpectedDestination,
+    /// Unicast advert from an address that is not a configured peer.
+    UnknownUnicastSource,
+    /// VRRPv2 authentication type not supported.
+    UnsupportedAuth,
+    /// VRRPv2 authentication type differs from ours.
+    AuthTypeMismatch,
+    /// VRRPv2 password differs from ours.
+    AuthMismatch,
+    /// VRRPv2 advertisement interval differs from ours.
+    IntervalMismatch,
+    /// VRRPv3 advert with a zero interval.
+    ZeroInterval,
+    /// Adverts ignored because we own the addresses.
+    AddressOwner,
+}
+
+impl ReceiveError {
+    /// Every reason, in a fixed order (the order of [`ReceiveErrors::iter`]).
+    pub const ALL: [ReceiveError; 13] = [
+        ReceiveError::Malformed,
+        ReceiveError::FamilyMismatch,
+        ReceiveError::BadTtl,
+        ReceiveError::WrongVrid,
+        ReceiveError::VersionMismatch,
+        ReceiveError::UnexpectedDestination,
+        ReceiveError::UnknownUnicastSource,
+        ReceiveError::UnsupportedAuth,
+        ReceiveError::AuthTypeMismatch,
+        ReceiveError::AuthMismatch,
+        ReceiveError::IntervalMismatch,
+        ReceiveError::ZeroInterval,
+        ReceiveError::AddressOwner,
+    ];
+
+    /// The reason of a [`DropReason`]; `None` for our own looped-back adverts, which are
+    /// not an error.
+    pub const fn of(drop: &DropReason) -> Option<ReceiveError> {
+        Some(match drop {
+            DropReason::FromSelf => return None,
+            DropReason::FamilyMismatch => ReceiveError::FamilyMismatch,
+            DropReason::BadTtl(_) => ReceiveError::BadTtl,
+            DropReason::Malformed(_) => ReceiveError::Malformed,
+            DropReason::WrongVrid(_) => ReceiveError::WrongVrid,
+            DropReason::VersionMismatch(_) => ReceiveError::VersionMismatch,
+            DropReason::UnexpectedDestination(_) => ReceiveError::UnexpectedDestination,
+            DropReason::UnknownUnicastSource(_) => ReceiveError::UnknownUnicastSource,
+            DropReason::UnsupportedAuth(_) => ReceiveError::UnsupportedAuth,
+            DropReason::AuthTypeMismatch { .. } => ReceiveError::AuthTypeMismatch,
+            DropReason::AuthMismatch => ReceiveError::AuthMismatch,
+            DropReason::IntervalMismatch { .. } => ReceiveError::IntervalMismatch,
+            DropReason::ZeroInterval => ReceiveError::ZeroInterval,
+            DropReason::AddressOwner => ReceiveError::AddressOwner,
+        })
+    }
+
+    /// Snake-case name (metric label, JSON key): `bad_ttl`, `auth_mismatch`, ...
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReceiveError::Malformed => "malformed",
+            ReceiveError::FamilyMismatch => "family_mismatch",
+            ReceiveError::BadTtl => "bad_ttl",
+            ReceiveError::WrongVrid => "wrong_vrid",
+            ReceiveError::VersionMismatch => "version_mismatch",
+            ReceiveError::UnexpectedDestination => "unexpected_destination",
+            ReceiveError::UnknownUnicastSource => "unknown_unicast_source",
+            ReceiveError::UnsupportedAuth => "unsupported_auth",
+            ReceiveError::AuthTypeMismatch => "auth_type_mismatch",
+            ReceiveError::AuthMismatch => "auth_mismatch",
+            ReceiveError::IntervalMismatch => "interval_mismatch",
+            ReceiveError::ZeroInterval => "zero_interval",
+            ReceiveError::AddressOwner => "address_owner",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Receive errors counted by [`ReceiveError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReceiveErrors([u64; ReceiveError::ALL.len()]);
+
+impl ReceiveErrors {
+    /// All zero.
+    pub const fn new() -> Self {
+        ReceiveErrors([0; ReceiveError::ALL.len()])
+    }
+
+    /// Counts one drop for `reason`.
+    pub fn record(&mut self, reason: ReceiveError) {
+        if let Some(c) = self.0.get_mut(reason.index()) {
+            *c = c.saturating_add(1);
+        }
+    }
+
+    /// The count for `reason`.
+    pub fn get(&self, reason: ReceiveError) -> u64 {
+        self.0.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Every reason with its count (zeros included), in [`ReceiveError::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (ReceiveError, u64)> + '_ {
+        ReceiveError::ALL.iter().map(|r| (*r, self.get(*r)))
+    }
+
+    /// The sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.0.iter().fold(0u64, |a, b| a.saturating_add(*b))
+    }
 }
 
 /// The status of every instance, by name.
@@ -716,6 +892,43 @@ mod tests {
         bad.virtual_addresses = vec![VirtualAddress::new(IpAddr::from([192, 0, 2, 100]), 40)];
         let r = start(vec![bad], vec![]).await;
         assert!(matches!(r, Err(Error::BadPrefix { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn receive_errors_count_by_reason() {
+        for (i, r) in ReceiveError::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+        let names: std::collections::BTreeSet<&str> =
+            ReceiveError::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), ReceiveError::ALL.len());
+        assert_eq!(ReceiveError::of(&DropReason::FromSelf), None);
+        assert_eq!(
+            ReceiveError::of(&DropReason::BadTtl(64)),
+            Some(ReceiveError::BadTtl)
+        );
+        assert_eq!(
+            ReceiveError::of(&DropReason::AuthTypeMismatch {
+                received: 1,
+                expected: 0
+            }),
+            Some(ReceiveError::AuthTypeMismatch)
+        );
+        let mut e = ReceiveErrors::new();
+        e.record(ReceiveError::BadTtl);
+        e.record(ReceiveError::BadTtl);
+        e.record(ReceiveError::AddressOwner);
+        assert_eq!(e.get(ReceiveError::BadTtl), 2);
+        assert_eq!(e.get(ReceiveError::Malformed), 0);
+        assert_eq!(e.total(), 3);
+        assert_eq!(e.iter().count(), ReceiveError::ALL.len());
+        let a = InstanceStatus::new(State::Backup, 100, None);
+        let mut b = a;
+        b.adverts_received = 5;
+        b.receive_errors = e;
+        assert!(!a.differs_notably(&b));
+        b.transitions = 1;
+        assert!(a.differs_notably(&b));
     }
 
     #[test]
