@@ -9,6 +9,7 @@ mod cli_ipvs;
 mod daemon_lb;
 mod daemon_lvs;
 mod daemon_reload;
+mod daemon_status;
 mod ipvs_api;
 mod ipvs_traffic;
 mod lab_ipvsadm;
