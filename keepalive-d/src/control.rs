@@ -1100,6 +1100,7 @@ impl ControlSocket {
         let std_listener = self.listener.try_clone().map_err(io_err("clone"))?;
         let listener =
             tokio::net::UnixListener::from_std(std_listener).map_err(io_err("register"))?;
+        tracing::info!(socket = %self.path.display(), "control socket listening");
         tokio::spawn(serve(listener, ctx));
         Ok(())
     }
