@@ -86,6 +86,17 @@ pub async fn run(
     // servers answer (the kernel table adopted), watchdog pings, STOPPING=1.
     let sd = crate::sd_notify::Notifier::from_env();
     let (mut vrrp_started, vrrp_count) = (status_rx.clone(), instances.len());
+    // The IPVS connection-sync daemon follows its VRRP instance.
+    let sync = {
+        let settings = cfg.sync_daemon.clone();
+        let status = status_rx.clone();
+        let stop = stopped(stop_rx.clone());
+        async move {
+            if let Some(settings) = settings {
+                crate::sync_follow::follow(settings, status, stop).await;
+            }
+        }
+    };
     let systemd = sd.lifecycle(
         async {
             vrrp_started
@@ -193,7 +204,7 @@ pub async fn run(
         }
         stop_tx.send_replace(true);
     };
-    let (v, l, (), (), ()) = tokio::join!(vrrp, lvs, reloads, signal, systemd);
+    let (v, l, (), (), (), ()) = tokio::join!(vrrp, lvs, reloads, signal, systemd, sync);
     v.and(l)
 }
 

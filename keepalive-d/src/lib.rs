@@ -12,4 +12,5 @@ pub mod lvs;
 pub mod metrics;
 pub mod script_security;
 pub mod sd_notify;
+pub mod sync_follow;
 pub mod vrrp_io;

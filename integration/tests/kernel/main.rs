@@ -10,6 +10,7 @@ mod daemon_lb;
 mod daemon_lvs;
 mod daemon_reload;
 mod daemon_status;
+mod daemon_sync;
 mod ipvs_api;
 mod ipvs_traffic;
 mod lab_ipvsadm;

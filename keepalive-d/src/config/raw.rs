@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub ipvs: Option<S<RawIpvs>>,
     #[serde(default)]
     pub metrics: Option<S<RawMetrics>>,
+    #[serde(default)]
+    pub sync_daemon: Option<S<RawSyncDaemon>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,4 +256,15 @@ pub(crate) struct RawIpvs {
     pub coalesce: Option<S<String>>,
     #[serde(default)]
     pub on_stop: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSyncDaemon {
+    #[serde(default)]
+    pub interface: Option<S<String>>,
+    #[serde(default)]
+    pub instance: Option<S<String>>,
+    #[serde(default)]
+    pub sync_id: Option<S<String>>,
 }

@@ -666,3 +666,30 @@ fn metrics_section_off_by_default_loopback_or_allowed_remote() {
         e[0]
     );
 }
+
+#[test]
+fn sync_daemon_section() {
+    let config = parse(
+        "
+vrrp_instances:
+  - { name: web, interface: eth0, vrid: 51, priority: 150, virtual_ips: [192.0.2.10/24] }
+sync_daemon: { interface: eth1, instance: web, sync_id: 7 }
+",
+    );
+    assert_eq!(
+        config.sync_daemon,
+        Some(SyncDaemonSettings {
+            interface: "eth1".into(),
+            instance: "web".into(),
+            sync_id: 7,
+        })
+    );
+    let config = parse(
+        "
+vrrp_instances:
+  - { name: web, interface: eth0, vrid: 51, priority: 150, virtual_ips: [192.0.2.10/24] }
+sync_daemon: { interface: eth1, instance: web }
+",
+    );
+    assert_eq!(config.sync_daemon.map(|s| s.sync_id), Some(0));
+}

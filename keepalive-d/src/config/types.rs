@@ -21,6 +21,21 @@ pub struct Config {
     pub ipvs: IpvsSettings,
     /// The Prometheus metrics endpoint (`metrics`); `None`: no endpoint.
     pub metrics: Option<MetricsSettings>,
+    /// The IPVS connection-sync daemon following a VRRP instance (`sync_daemon`).
+    pub sync_daemon: Option<SyncDaemonSettings>,
+}
+
+/// The `sync_daemon` section: the kernel's IPVS connection synchronisation follows a VRRP
+/// instance: the master sync daemon runs while the instance is Master, the backup one
+/// otherwise (keepalived's `lvs_sync_daemon`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDaemonSettings {
+    /// Interface the sync messages are sent and received on.
+    pub interface: String,
+    /// The VRRP instance followed (one of `vrrp_instances`).
+    pub instance: String,
+    /// Sync id (0..=255; both directors use the same).
+    pub sync_id: u8,
 }
 
 /// The `metrics` section: where the Prometheus endpoint listens.

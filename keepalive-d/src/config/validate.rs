@@ -13,13 +13,15 @@ use serde_saphyr::Location;
 use super::error::{ConfigError, ConfigErrors, Position};
 use super::raw::{
     List, RawCheck, RawConfig, RawGarp, RawIpvs, RawMetrics, RawNotify, RawPersistence, RawQuorum,
-    RawRealServer, RawSyncGroup, RawTrackScript, RawTunnel, RawVirtualServer, RawVrrpInstance, S,
+    RawRealServer, RawSyncDaemon, RawSyncGroup, RawTrackScript, RawTunnel, RawVirtualServer,
+    RawVrrpInstance, S,
 };
 use super::types::{
     AddressFamily, BodyPattern, Check, CheckKind, Command, Config, DnsCheck, DnsRecordType,
     Forward, Garp, HttpCheck, IpvsSettings, MetricsSettings, Notify, OnStop, Persistence, Protocol,
-    Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey, SyncGroup, TrackScript, Tunnel,
-    TunnelChecksum, TunnelEncap, VirtualIp, VirtualServer, VrrpInstance, VrrpVersion,
+    Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey, SyncDaemonSettings, SyncGroup,
+    TrackScript, Tunnel, TunnelChecksum, TunnelEncap, VirtualIp, VirtualServer, VrrpInstance,
+    VrrpVersion,
 };
 use super::{parse_duration, sanitize};
 
@@ -404,6 +406,7 @@ impl Validator<'_> {
                 .as_ref()
                 .map_or_else(IpvsSettings::default, |r| self.ipvs_settings(&r.value)),
             metrics: raw.metrics.as_ref().and_then(|r| self.metrics_settings(r)),
+            sync_daemon: None,
         };
         if instances_raw.is_empty() && servers_raw.is_empty() {
             // About the file as a whole: reported at its start.
@@ -421,6 +424,10 @@ impl Validator<'_> {
         }
         self.vrrp_cross_checks(instances_raw);
 
+        config.sync_daemon = raw
+            .sync_daemon
+            .as_ref()
+            .and_then(|r| self.sync_daemon_settings(r, instances_raw));
         let instance_names: HashSet<&str> = instances_raw
             .iter()
             .filter_map(|i| i.value.name.as_ref().map(|n| n.value.as_str()))
@@ -480,6 +487,51 @@ impl Validator<'_> {
             coalesce,
             on_stop,
         }
+    }
+
+    // ---- sync_daemon ---------------------------------------------------------------------
+
+    fn sync_daemon_settings(
+        &mut self,
+        r: &S<RawSyncDaemon>,
+        instances: &[S<RawVrrpInstance>],
+    ) -> Option<SyncDaemonSettings> {
+        let at = &r.referenced;
+        let v = &r.value;
+        let (settings, ok) = self.clean(|this| {
+            let interface = this
+                .required(&v.interface, "interface", at, "sync_daemon")
+                .map(|s| this.interface_name(s, "interface"));
+            let sync_id = v
+                .sync_id
+                .as_ref()
+                .map_or(Some(0), |s| this.int(s, "sync_id", 0, 255));
+            let instance = this
+                .required(&v.instance, "instance", at, "sync_daemon")
+                .and_then(|s| {
+                    let known = instances
+                        .iter()
+                        .any(|i| i.value.name.as_ref().is_some_and(|n| n.value == s.value));
+                    if known {
+                        Some(s.value.clone())
+                    } else {
+                        this.err(
+                            &s.referenced,
+                            format!(
+                                "`instance`: no VRRP instance named `{}` in `vrrp_instances`",
+                                show(&s.value)
+                            ),
+                        );
+                        None
+                    }
+                });
+            Some(SyncDaemonSettings {
+                interface: interface?,
+                instance: instance?,
+                sync_id: u8::try_from(sync_id?).ok()?,
+            })
+        });
+        settings.filter(|_| ok)
     }
 
     // ---- metrics -------------------------------------------------------------------------

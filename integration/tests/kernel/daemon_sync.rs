@@ -1,0 +1,63 @@
+//! `sync_daemon`: the kernel's IPVS connection-sync daemon follows a VRRP instance of
+//! `keepalive-d run`: backup while the instance is Backup, master once it is Master, none
+//! after the daemon stops; cross-checked with `ipvsadm -L --daemon`.
+
+use ipvs_integration::daemon::Daemon;
+use ipvs_integration::netns::TestNs;
+use std::time::{Duration, Instant};
+
+fn daemons(ns: &TestNs) -> String {
+    ns.run("ipvsadm", &["-L", "--daemon"]).unwrap()
+}
+
+#[test]
+fn sync_daemon_follows_the_vrrp_instance() {
+    let ns = TestNs::new("kad-sync").unwrap();
+    ns.run(
+        "ip",
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ],
+    )
+    .unwrap();
+    ns.run("ip", &["link", "set", "eth1", "up"]).unwrap();
+    ns.run("ip", &["addr", "add", "192.0.2.2/24", "dev", "eth0"])
+        .unwrap();
+    ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+    let config = "vrrp_instances:
+  - name: vi1
+    interface: eth0
+    vrid: 51
+    priority: 200
+    advert_interval: 100ms
+    virtual_ips: [192.0.2.10/24]
+sync_daemon: { interface: eth0, instance: vi1, sync_id: 7 }
+";
+    let d = Daemon::start(&ns, config, "info").unwrap();
+    assert!(
+        d.wait_log("IPVS backup sync daemon started", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    assert!(
+        d.wait_log("IPVS master sync daemon started", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    let start = Instant::now();
+    loop {
+        let now = daemons(&ns);
+        if now.contains("master sync daemon (mcast=eth0, syncid=7,") && !now.contains("backup") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{now}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, log) = d.stop(Duration::from_secs(30)).unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(daemons(&ns).trim(), "", "{log}");
+}
