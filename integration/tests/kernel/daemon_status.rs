@@ -268,8 +268,26 @@ fn status_and_metrics_agree_with_the_kernel_and_health() {
     let sent = traffic(&ns, 20);
     eprintln!("{sent} connections to the VIP");
     assert!(sent > 0, "no connection reached the VIP");
-    // Let the counters settle (the listeners close their side).
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the counters settle: the kernel exports per-service and per-destination
+    // counters as summed by its estimator (every 2 s), so wait until every connection is
+    // counted and two reads an estimator period apart agree.
+    let start = Instant::now();
+    let mut last = ipvsadm_numbers(&ns, "--stats");
+    loop {
+        std::thread::sleep(Duration::from_millis(2200));
+        let now = ipvsadm_numbers(&ns, "--stats");
+        let counted = now
+            .get("service 192.0.2.10:80")
+            .is_some_and(|c| c[0] >= sent as u64);
+        if counted && now == last {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "counters never settled: {now:?}"
+        );
+        last = now;
+    }
 
     // Status against the kernel: weights, counters, health.
     let rates_before = ipvsadm_numbers(&ns, "--rate");
