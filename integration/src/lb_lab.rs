@@ -207,6 +207,18 @@ pub struct Spread {
 }
 
 impl Spread {
+    /// Adds `other`'s answers, failures and errors to this one (elapsed times are not
+    /// summed).
+    pub fn merge(&mut self, other: Spread) {
+        for (k, v) in other.counts {
+            *self.counts.entry(k).or_default() += v;
+        }
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        self.failures += other.failures;
+    }
+
     /// Answers from the backend named `name` (`rs0`, ...).
     pub fn count(&self, name: &str) -> usize {
         self.counts.get(name).copied().unwrap_or(0)
@@ -770,13 +782,7 @@ impl LbLab {
         match spreads {
             Ok(spreads) => {
                 for s in spreads {
-                    for (k, v) in s.counts {
-                        *total.counts.entry(k).or_default() += v;
-                    }
-                    for (k, v) in s.errors {
-                        *total.errors.entry(k).or_default() += v;
-                    }
-                    total.failures += s.failures;
+                    total.merge(s);
                 }
             }
             Err(e) => {

@@ -9,5 +9,6 @@
 pub mod daemon;
 pub mod lab;
 pub mod lb_lab;
+pub mod listener;
 pub mod netns;
 pub mod nlmon;

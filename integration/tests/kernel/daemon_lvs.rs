@@ -8,55 +8,18 @@
 //! NAT/DR/TUN with real HTTP servers is tested in `lb_*`.
 
 use ipvs_integration::daemon::Daemon;
+use ipvs_integration::listener::Listener;
 use ipvs_integration::netns::TestNs;
 use ipvs_integration::nlmon::{Capture, NETLINK_GENERIC};
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// A TCP server in a namespace that accepts and closes connections until stopped.
-struct Listener {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Listener {
-    fn start(ns: &TestNs, addr: &str) -> Self {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let listener = ns
-            .enter(|| TcpListener::bind(addr))
-            .unwrap()
-            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => drop(conn),
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// The daemon with this test's log level.
+/// A stand-in real server on `addr` in `ns`.
+fn listen(ns: &TestNs, addr: &str) -> Listener {
+    Listener::start(ns, addr.parse().unwrap()).unwrap()
+}
+
 fn start(ns: &TestNs, config: &str) -> Daemon {
     Daemon::start(ns, config, "info,keepalive_d::lvs=debug").unwrap()
 }
@@ -134,7 +97,7 @@ fn daemon_table_follows_health_sorry_server_drift_and_stop() {
     ns.run_with_input("ipvsadm", &["-R"], FOREIGN).unwrap();
     let mut rs: Vec<Option<Listener>> = ["127.0.0.11:80", "127.0.0.12:80", "127.0.0.13:80"]
         .iter()
-        .map(|a| Some(Listener::start(&ns, a)))
+        .map(|a| Some(listen(&ns, a)))
         .collect();
     let d = start(&ns, &config(""));
     let all = format!("{FOREIGN}{HEAD}{RS1}{RS2}{RS3}");
@@ -155,7 +118,7 @@ fn daemon_table_follows_health_sorry_server_drift_and_stop() {
         2 * interval
     );
     // It comes back after rise x interval.
-    rs[1] = Some(Listener::start(&ns, "127.0.0.12:80"));
+    rs[1] = Some(listen(&ns, "127.0.0.12:80"));
     let t = wait_table(&ns, &d, &all, 2 * interval + SLACK);
     eprintln!(
         "recovery to return: {t:?} (rise x interval = {:?})",
@@ -171,15 +134,15 @@ fn daemon_table_follows_health_sorry_server_drift_and_stop() {
         2 * interval + SLACK,
     );
     eprintln!("all down to sorry server: {t:?}");
-    rs[0] = Some(Listener::start(&ns, "127.0.0.11:80"));
+    rs[0] = Some(listen(&ns, "127.0.0.11:80"));
     wait_table(
         &ns,
         &d,
         &format!("{FOREIGN}{HEAD}{RS1}"),
         2 * interval + SLACK,
     );
-    rs[1] = Some(Listener::start(&ns, "127.0.0.12:80"));
-    rs[2] = Some(Listener::start(&ns, "127.0.0.13:80"));
+    rs[1] = Some(listen(&ns, "127.0.0.12:80"));
+    rs[2] = Some(listen(&ns, "127.0.0.13:80"));
     wait_table(&ns, &d, &all, 2 * interval + SLACK);
 
     // Flushed by hand: ours is back within one reconcile interval (2 s); the foreign
@@ -257,7 +220,7 @@ fn daemon_start_over_its_own_table_writes_nothing() {
     let ns = TestNs::new("kad-adopt").unwrap();
     let _rs: Vec<Listener> = ["127.0.0.11:80", "127.0.0.12:80", "127.0.0.13:80"]
         .iter()
-        .map(|a| Listener::start(&ns, a))
+        .map(|a| listen(&ns, a))
         .collect();
     let keep = config("  on_stop: keep\n");
     let all = format!("{HEAD}{RS1}{RS2}{RS3}");

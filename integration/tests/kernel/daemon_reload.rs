@@ -92,14 +92,7 @@ fn hundred_reloads_under_traffic_fail_no_request_and_keep_vrrp_state() {
         let traffic = s.spawn(|| {
             let mut total = lab.client_requests(10);
             while running.load(Ordering::Relaxed) {
-                let more = lab.client_requests(10);
-                total.failures += more.failures;
-                for (k, v) in more.counts {
-                    *total.counts.entry(k).or_default() += v;
-                }
-                for (k, v) in more.errors {
-                    *total.errors.entry(k).or_default() += v;
-                }
+                total.merge(lab.client_requests(10));
             }
             total
         });

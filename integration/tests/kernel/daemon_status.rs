@@ -9,60 +9,18 @@
 //! other connection, so the counters move.
 
 use ipvs_integration::daemon::{Daemon, keepalive_d_path};
+use ipvs_integration::listener::Listener;
 use ipvs_integration::netns::TestNs;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// A TCP server in a namespace that accepts connections, reads until the client closes,
-/// and closes them, until stopped.
-struct Listener {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Listener {
-    fn start(ns: &TestNs, addr: &str) -> Self {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let listener = ns
-            .enter(|| TcpListener::bind(addr))
-            .unwrap()
-            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut conn, _)) => {
-                        let _ = conn.set_nonblocking(false);
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut buf = [0u8; 512];
-                        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// A stand-in real server on `addr` in `ns`.
+fn listen(ns: &TestNs, addr: &str) -> Listener {
+    Listener::start(ns, addr.parse().unwrap()).unwrap()
 }
 
 fn config(rs2_weight: u32) -> String {
@@ -242,10 +200,7 @@ fn setup(tag: &str) -> TestNs {
 fn status_and_metrics_agree_with_the_kernel_and_health() {
     let ns = setup("kad-status");
     // 127.0.0.13 never answers: down after its first probe.
-    let _rs = [
-        Listener::start(&ns, "127.0.0.11:80"),
-        Listener::start(&ns, "127.0.0.12:80"),
-    ];
+    let _rs = [listen(&ns, "127.0.0.11:80"), listen(&ns, "127.0.0.12:80")];
     let d = Daemon::start(&ns, &config(50), "info").unwrap();
     let socket = Daemon::control_socket(&ns);
     wait_table(&ns, &d, &[HEAD, RS1, RS2], Duration::from_secs(20));
@@ -463,10 +418,7 @@ fn status_and_metrics_agree_with_the_kernel_and_health() {
 #[test]
 fn drain_sets_weight_zero_survives_reload_and_undrain_restores_it() {
     let ns = setup("kad-drain");
-    let _rs = [
-        Listener::start(&ns, "127.0.0.11:80"),
-        Listener::start(&ns, "127.0.0.12:80"),
-    ];
+    let _rs = [listen(&ns, "127.0.0.11:80"), listen(&ns, "127.0.0.12:80")];
     let d = Daemon::start(&ns, &config(50), "info").unwrap();
     let socket = Daemon::control_socket(&ns);
     let sock = socket.to_str().unwrap();

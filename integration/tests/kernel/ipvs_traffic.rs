@@ -152,13 +152,7 @@ fn reconcile_under_nat_traffic_drops_no_connection() {
             while running.load(Ordering::Relaxed) {
                 let more = lab.client_requests(10);
                 failed_so_far.fetch_add(more.failures, Ordering::Relaxed);
-                total.failures += more.failures;
-                for (k, v) in more.counts {
-                    *total.counts.entry(k).or_default() += v;
-                }
-                for (k, v) in more.errors {
-                    *total.errors.entry(k).or_default() += v;
-                }
+                total.merge(more);
             }
             total
         });

@@ -650,16 +650,10 @@ impl Program {
         self.health = health;
         self.since = since;
         self.drain_pending = true;
-        report.writes = self.reconcile_draining("reload").await;
-        Ok(report)
-    }
-
-    /// A reconcile that records what it starts draining.
-    async fn reconcile_draining(&mut self, why: &'static str) -> usize {
-        // Drain whatever this apply would delete: remember the list the plan reports.
-        let writes = self.reconcile(why).await;
+        // Drain what the new configuration removes, then see whether it already can go.
+        report.writes = self.reconcile("reload").await;
         self.refresh_draining().await;
-        writes
+        Ok(report)
     }
 
     /// Reads the kernel's counters for the draining destinations; when none has active
