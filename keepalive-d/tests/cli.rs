@@ -17,12 +17,27 @@ fn crate_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-fn examples() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(crate_file("examples/configs"))
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
+        .collect()
+}
+
+/// The crate's example configs, and every config of the director designs under the
+/// workspace's `examples/<design>/` (issue 8: each must pass `keepalive-d check`).
+fn examples() -> Vec<PathBuf> {
+    let mut files = yaml_files(&crate_file("examples/configs"));
+    let designs = crate_file("../examples");
+    if designs.is_dir() {
+        for entry in std::fs::read_dir(designs).unwrap() {
+            let dir = entry.unwrap().path();
+            if dir.is_dir() {
+                files.extend(yaml_files(&dir));
+            }
+        }
+    }
     files.sort();
     files
 }
