@@ -15,7 +15,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record};
 use keepalive_d::config::{
-    BodyPattern, Check, CheckKind, Command, DnsCheck, DnsRecordType, HttpCheck,
+    BodyPattern, Check, CheckKind, Command, DnsCheck, DnsRecordType, DnsTransport, HttpCheck,
 };
 use keepalive_d::health::{
     Checkers, Health, HealthError, ProbeOutcome, ServerId, Target, Transition, probe_once,
@@ -650,6 +650,7 @@ fn dns(query: &str) -> CheckKind {
     CheckKind::Dns(DnsCheck {
         query: query.to_owned(),
         record: DnsRecordType::A,
+        transport: DnsTransport::Udp,
     })
 }
 
@@ -720,6 +721,161 @@ async fn dns_no_reply_times_out_and_closed_port_fails() {
     assert!(!out.ok);
     assert!(out.detail.contains("refused"), "{}", out.detail);
     assert!(out.latency < ms(1000));
+}
+
+/// A TCP DNS responder on `addr`'s port (port 0: any): length-prefixed messages, one
+/// reply per query (or none, for `Silent`, which holds the connection); the queries it got
+/// and where from come out of the receiver.
+async fn dns_tcp_server(
+    bind: SocketAddr,
+    mode: Dns,
+) -> (SocketAddr, UnboundedReceiver<(Message, SocketAddr)>) {
+    let listener = TcpListener::bind(bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, peer)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut len = [0u8; 2];
+                conn.read_exact(&mut len).await.unwrap();
+                let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                conn.read_exact(&mut buf).await.unwrap();
+                let query = Message::from_vec(&buf).unwrap();
+                let id = query.id();
+                let reply = match mode {
+                    Dns::Answer => Some(dns_reply(&query, id, ResponseCode::NoError, true)),
+                    Dns::NxDomain => Some(dns_reply(&query, id, ResponseCode::NXDomain, false)),
+                    Dns::Empty => Some(dns_reply(&query, id, ResponseCode::NoError, false)),
+                    Dns::WrongIdFirst | Dns::WrongIdOnly => Some(dns_reply(
+                        &query,
+                        id.wrapping_add(1),
+                        ResponseCode::NoError,
+                        true,
+                    )),
+                    Dns::Silent => None,
+                };
+                let _ = tx.send((query, peer));
+                match reply {
+                    Some(r) => {
+                        let mut out = u16::try_from(r.len()).unwrap().to_be_bytes().to_vec();
+                        out.extend_from_slice(&r);
+                        // Written in two parts: the probe must read the length and the
+                        // message whatever the segments.
+                        conn.write_all(&out[..3]).await.unwrap();
+                        tokio::time::sleep(ms(20)).await;
+                        conn.write_all(&out[3..]).await.unwrap();
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(10)).await,
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn dns_over(query: &str, transport: DnsTransport) -> CheckKind {
+    CheckKind::Dns(DnsCheck {
+        query: query.to_owned(),
+        record: DnsRecordType::A,
+        transport,
+    })
+}
+
+#[tokio::test]
+async fn dns_over_tcp_right_answer_on_ipv4_and_ipv6() {
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        let (addr, mut queries) = dns_tcp_server(bind.parse().unwrap(), Dns::Answer).await;
+        let out = probe(
+            addr,
+            dns_over("www.example.test", DnsTransport::Tcp),
+            ms(1000),
+        )
+        .await;
+        assert!(out.ok, "{bind}: {out:?}");
+        assert_eq!(out.detail, "1 A record");
+        let (q, _) = queries.recv().await.unwrap();
+        assert!(q.recursion_desired());
+        assert_eq!(q.queries()[0].name().to_ascii(), "www.example.test.");
+    }
+}
+
+#[tokio::test]
+async fn dns_over_tcp_failures() {
+    let (addr, _q) = dns_tcp_server("127.0.0.1:0".parse().unwrap(), Dns::NxDomain).await;
+    let out = probe(addr, dns_over("gone.test", DnsTransport::Tcp), ms(1000)).await;
+    assert!(!out.ok);
+    assert!(out.detail.contains("RCODE 3"), "{}", out.detail);
+
+    // The connection is the probe's own: a reply with another ID is wrong, not skipped.
+    let (addr, _q) = dns_tcp_server("127.0.0.1:0".parse().unwrap(), Dns::WrongIdOnly).await;
+    let out = probe(addr, dns_over("a.test", DnsTransport::Tcp), ms(1000)).await;
+    assert!(!out.ok);
+    assert!(
+        out.detail
+            .starts_with("DNS reply over TCP does not answer the query"),
+        "{}",
+        out.detail
+    );
+
+    let (addr, _q) = dns_tcp_server("127.0.0.1:0".parse().unwrap(), Dns::Silent).await;
+    let out = probe(addr, dns_over("a.test", DnsTransport::Tcp), ms(200)).await;
+    assert!(!out.ok);
+    assert_eq!(out.detail, "timed out after 200ms");
+
+    // A UDP server alone does not pass a TCP check: the connection is refused.
+    let (addr, _q) = dns_server("127.0.0.1:0", Dns::Answer).await;
+    let out = probe(addr, dns_over("a.test", DnsTransport::Tcp), ms(1000)).await;
+    assert!(!out.ok);
+    assert!(out.detail.contains("refused"), "{}", out.detail);
+}
+
+#[tokio::test]
+async fn dns_over_both_needs_both_answers() {
+    // UDP and TCP on the same port.
+    let (addr, mut udp) = dns_server("127.0.0.1:0", Dns::Answer).await;
+    let (_, mut tcp) = dns_tcp_server(addr, Dns::Answer).await;
+    let out = probe(addr, dns_over("a.test", DnsTransport::Both), ms(1000)).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(udp.recv().await.unwrap().queries().len(), 1);
+    assert_eq!(tcp.recv().await.unwrap().0.queries().len(), 1);
+
+    // TCP answers, UDP does not: the UDP query times out first.
+    let (addr, _u) = dns_server("127.0.0.1:0", Dns::Silent).await;
+    let (_, _t) = dns_tcp_server(addr, Dns::Answer).await;
+    let out = probe(addr, dns_over("a.test", DnsTransport::Both), ms(200)).await;
+    assert!(!out.ok);
+    assert_eq!(out.detail, "timed out after 200ms");
+
+    // UDP answers, TCP is refused: named as the TCP part.
+    let (addr, _u) = dns_server("127.0.0.1:0", Dns::Answer).await;
+    let out = probe(addr, dns_over("a.test", DnsTransport::Both), ms(1000)).await;
+    assert!(!out.ok);
+    assert!(
+        out.detail.starts_with("over TCP: connect to 127.0.0.1:") && out.detail.contains("refused"),
+        "{}",
+        out.detail
+    );
+
+    // UDP has an empty answer: named as the UDP part, TCP is not asked.
+    let (addr, _u) = dns_server("127.0.0.1:0", Dns::Empty).await;
+    let (_, mut tcp) = dns_tcp_server(addr, Dns::Answer).await;
+    let out = probe(addr, dns_over("a.test", DnsTransport::Both), ms(1000)).await;
+    assert_eq!(
+        out.detail,
+        "over UDP: DNS reply has no A record in its answer"
+    );
+    assert!(tcp.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn dns_over_tcp_from_a_source_address() {
+    let (addr, mut q) = dns_tcp_server("127.0.0.1:0".parse().unwrap(), Dns::Answer).await;
+    let mut c = check(dns_over("a.test", DnsTransport::Tcp), ms(1000));
+    c.source = Some("127.0.0.2".parse().unwrap());
+    let out = probe_once(&target(addr, c)).await.unwrap();
+    assert!(out.ok, "{out:?}");
+    assert_eq!(q.recv().await.unwrap().1.ip().to_string(), "127.0.0.2");
 }
 
 // ---------------------------------------------------------------------------------------

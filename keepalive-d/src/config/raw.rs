@@ -209,6 +209,8 @@ pub(crate) struct RawDns {
     pub query: Option<S<String>>,
     #[serde(default)]
     pub record: Option<S<String>>,
+    #[serde(default)]
+    pub transport: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -272,7 +272,8 @@ fn fwmark_dns_example_values() {
         check.kind,
         CheckKind::Dns(DnsCheck {
             query: "example.test".into(),
-            record: DnsRecordType::A
+            record: DnsRecordType::A,
+            transport: DnsTransport::Udp,
         })
     );
     let exec = dns.real_servers[2].check.clone().unwrap();
@@ -624,6 +625,56 @@ virtual_servers:
         .clone()
         .unwrap();
     assert_eq!(check6.source, Some("2001:db8::2".parse().unwrap()));
+}
+
+#[test]
+fn dns_check_transports() {
+    let config = parse(
+        "
+virtual_servers:
+  - name: dns
+    fwmark: 53
+    family: ipv4
+    check: { type: dns, port: 53, dns: { query: ns.example.test, transport: both } }
+    real_servers:
+      - { address: 10.0.0.11:0, check: { type: dns, port: 53, dns: { query: a.test, transport: tcp } } }
+      - { address: 10.0.0.12:0, check: { type: dns, port: 53, dns: { query: a.test, transport: udp } } }
+      - { address: 10.0.0.13:0, check: { type: dns, port: 53, dns: { query: a.test } } }
+      - { address: 10.0.0.14:0 }
+",
+    );
+    let transports: Vec<DnsTransport> = config.virtual_servers[0]
+        .real_servers
+        .iter()
+        .map(|rs| match &rs.check.as_ref().unwrap().kind {
+            CheckKind::Dns(dns) => dns.transport,
+            other => panic!("not dns: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        transports,
+        [
+            DnsTransport::Tcp,
+            DnsTransport::Udp,
+            DnsTransport::Udp,
+            DnsTransport::Both
+        ]
+    );
+    let errs = errors(
+        "
+virtual_servers:
+  - name: dns
+    vip: 192.0.2.10:53
+    protocol: udp
+    check: { type: dns, dns: { query: a.test, transport: TCP } }
+    real_servers: [{ address: 10.0.0.11:53 }]
+",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(
+        errs[0].message,
+        "unknown dns transport `TCP`: expected udp, tcp or both"
+    );
 }
 
 #[test]

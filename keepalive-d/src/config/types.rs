@@ -550,6 +550,25 @@ pub struct HttpCheck {
     pub ca: Option<std::path::PathBuf>,
 }
 
+/// How a DNS check sends its query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DnsTransport {
+    /// One datagram each way (`udp`, the default).
+    #[default]
+    Udp,
+    /// A TCP connection, with length-prefixed messages (`tcp`, RFC 1035 4.2.2).
+    Tcp,
+    /// A query over UDP, then one over TCP; up only when both are answered (`both`: for
+    /// a server that takes both, such as under a fwmark service).
+    Both,
+}
+
+impl DnsTransport {
+    /// Every transport with its configuration spelling.
+    pub const ALL: [(DnsTransport, &'static str); 3] =
+        [(Self::Udp, "udp"), (Self::Tcp, "tcp"), (Self::Both, "both")];
+}
+
 /// A DNS check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsCheck {
@@ -557,6 +576,8 @@ pub struct DnsCheck {
     pub query: String,
     /// Record type queried; a reply with at least one such record means up.
     pub record: DnsRecordType,
+    /// Over UDP, TCP or both.
+    pub transport: DnsTransport,
 }
 
 /// What a health check does.
@@ -568,7 +589,7 @@ pub enum CheckKind {
     Http(HttpCheck),
     /// HTTPS GET.
     Https(HttpCheck),
-    /// DNS query (over UDP).
+    /// DNS query (over UDP, TCP or both).
     Dns(DnsCheck),
     /// Run a command; exit status 0 means up.
     Exec(Command),

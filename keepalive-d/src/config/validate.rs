@@ -18,10 +18,10 @@ use super::raw::{
 };
 use super::types::{
     AddressFamily, BodyPattern, Check, CheckKind, Command, Config, DnsCheck, DnsRecordType,
-    Forward, Garp, HttpCheck, IpvsSettings, MetricsSettings, Notify, OnStop, Persistence, Protocol,
-    Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey, SyncDaemonSettings, SyncGroup,
-    TrackScript, Tunnel, TunnelChecksum, TunnelEncap, VirtualIp, VirtualServer, VrrpInstance,
-    VrrpVersion,
+    DnsTransport, Forward, Garp, HttpCheck, IpvsSettings, MetricsSettings, Notify, OnStop,
+    Persistence, Protocol, Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey,
+    SyncDaemonSettings, SyncGroup, TrackScript, Tunnel, TunnelChecksum, TunnelEncap, VirtualIp,
+    VirtualServer, VrrpInstance, VrrpVersion,
 };
 use super::{parse_duration, sanitize};
 
@@ -1875,9 +1875,29 @@ impl Validator<'_> {
             }
             None => Some(DnsRecordType::A),
         };
+        let transport = match &raw.transport {
+            Some(s) => {
+                let found = DnsTransport::ALL
+                    .iter()
+                    .find(|(_, name)| *name == s.value)
+                    .map(|(t, _)| *t);
+                if found.is_none() {
+                    self.err(
+                        &s.referenced,
+                        format!(
+                            "unknown dns transport `{}`: expected udp, tcp or both",
+                            show(&s.value)
+                        ),
+                    );
+                }
+                found
+            }
+            None => Some(DnsTransport::Udp),
+        };
         Some(DnsCheck {
             query: query?,
             record: record?,
+            transport: transport?,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! DNS probe: one query over UDP.
+//! DNS probe: one query over UDP, over TCP, or one over each.
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, UdpSocket};
 
-use crate::config::{DnsCheck, DnsRecordType};
+use crate::config::{DnsCheck, DnsRecordType, DnsTransport};
 
 use super::probe::{Note, Probe, ProbeResult, describe};
 use super::{HealthError, ServerId};
@@ -22,10 +23,12 @@ const MAX_REPLY: usize = 512;
 pub(crate) struct DnsProbe {
     addr: SocketAddr,
     source: Option<IpAddr>,
-    /// The encoded query; only the ID (the first two bytes) changes between probes.
+    /// The encoded query behind its two-byte length (the TCP framing; UDP sends what
+    /// follows it); only the ID (bytes 2 and 3) changes between probes.
     query: Box<[u8]>,
     record: RecordType,
     record_name: DnsRecordType,
+    transport: DnsTransport,
 }
 
 impl DnsProbe {
@@ -36,26 +39,60 @@ impl DnsProbe {
         dns: &DnsCheck,
     ) -> Result<Self, HealthError> {
         let record = record_type(dns.record);
-        let query = encode_query(&dns.query, record).map_err(|reason| HealthError::DnsQuery {
-            id,
-            query: dns.query.clone(),
-            reason,
-        })?;
+        let query = encode_query(&dns.query, record)
+            .and_then(|q| {
+                let len = u16::try_from(q.len()).map_err(|_| "query too long".to_owned())?;
+                let mut framed = len.to_be_bytes().to_vec();
+                framed.extend_from_slice(&q);
+                Ok(framed)
+            })
+            .map_err(|reason| HealthError::DnsQuery {
+                id,
+                query: dns.query.clone(),
+                reason,
+            })?;
         Ok(Self {
             addr,
             source,
             query: query.into_boxed_slice(),
             record,
             record_name: dns.record,
+            transport: dns.transport,
         })
     }
 
-    async fn attempt(&mut self) -> ProbeResult {
-        let local = match (self.source, self.addr) {
+    fn local(&self) -> SocketAddr {
+        match (self.source, self.addr) {
             (Some(ip), _) => SocketAddr::new(ip, 0),
             (None, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
             (None, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
-        };
+        }
+    }
+
+    /// A fresh random ID in the query; returns it.
+    fn new_id(&mut self) -> u16 {
+        let id = random_id();
+        self.query[2..4].copy_from_slice(&id.to_be_bytes());
+        id
+    }
+
+    async fn attempt(&mut self) -> ProbeResult {
+        match self.transport {
+            DnsTransport::Udp => self.over_udp().await,
+            DnsTransport::Tcp => self.over_tcp().await,
+            DnsTransport::Both => {
+                self.over_udp()
+                    .await
+                    .map_err(|why| format!("over UDP: {why}"))?;
+                self.over_tcp()
+                    .await
+                    .map_err(|why| format!("over TCP: {why}"))
+            }
+        }
+    }
+
+    async fn over_udp(&mut self) -> ProbeResult {
+        let local = self.local();
         let socket = UdpSocket::bind(local)
             .await
             .map_err(|e| describe(&format!("bind to {local}"), &e))?;
@@ -63,10 +100,9 @@ impl DnsProbe {
             .connect(self.addr)
             .await
             .map_err(|e| describe(&format!("connect to {}", self.addr), &e))?;
-        let id = random_id();
-        self.query[..2].copy_from_slice(&id.to_be_bytes());
+        let id = self.new_id();
         socket
-            .send(&self.query)
+            .send(&self.query[2..])
             .await
             .map_err(|e| describe(&format!("send query to {}", self.addr), &e))?;
         let mut buf = [0u8; MAX_REPLY];
@@ -84,11 +120,55 @@ impl DnsProbe {
             return judge(reply, self.record, self.record_name);
         }
     }
+
+    /// One query on a new TCP connection (RFC 1035 4.2.2, RFC 7766): the message behind
+    /// its two-byte length each way. The connection is ours alone, so a reply with
+    /// another ID is a failure, not something to skip.
+    async fn over_tcp(&mut self) -> ProbeResult {
+        let local = self.local();
+        let socket = match self.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(|e| describe("TCP socket", &e))?;
+        if self.source.is_some() {
+            socket
+                .bind(local)
+                .map_err(|e| describe(&format!("bind to {local}"), &e))?;
+        }
+        let mut stream = socket
+            .connect(self.addr)
+            .await
+            .map_err(|e| describe(&format!("connect to {}", self.addr), &e))?;
+        let id = self.new_id();
+        stream
+            .write_all(&self.query)
+            .await
+            .map_err(|e| describe(&format!("send query to {}", self.addr), &e))?;
+        let mut len = [0u8; 2];
+        stream
+            .read_exact(&mut len)
+            .await
+            .map_err(|e| describe(&format!("receive reply from {}", self.addr), &e))?;
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream
+            .read_exact(&mut reply)
+            .await
+            .map_err(|e| describe(&format!("receive reply from {}", self.addr), &e))?;
+        if reply.len() < 12 || reply[..2] != id.to_be_bytes() {
+            return Err(format!(
+                "DNS reply over TCP does not answer the query (ID {id}, {} bytes)",
+                reply.len()
+            ));
+        }
+        judge(&reply, self.record, self.record_name)
+    }
 }
 
 impl Probe for DnsProbe {
     /// Boxed: the receive buffer would otherwise stay reserved in the task between probes;
-    /// decoding the reply allocates anyway.
+    /// decoding the reply allocates anyway. With `both`, the UDP and the TCP query share
+    /// the one timeout.
     fn probe(&mut self, _timeout: Duration) -> impl Future<Output = ProbeResult> + Send {
         Box::pin(self.attempt())
     }
@@ -189,6 +269,28 @@ mod tests {
         // A trailing dot makes no difference.
         assert_eq!(encode_query("example.test.", RecordType::A).unwrap(), q);
         assert!(encode_query(&"a".repeat(64), RecordType::A).is_err());
+    }
+
+    #[test]
+    fn the_query_is_kept_behind_its_tcp_length() {
+        let id = ServerId {
+            service: 0,
+            server: 0,
+        };
+        let check = DnsCheck {
+            query: "example.test".to_owned(),
+            record: DnsRecordType::A,
+            transport: DnsTransport::Both,
+        };
+        let mut p = DnsProbe::new(id, "192.0.2.1:53".parse().unwrap(), None, &check).unwrap();
+        let bare = encode_query("example.test", RecordType::A).unwrap();
+        assert_eq!(
+            p.query[..2],
+            u16::try_from(bare.len()).unwrap().to_be_bytes()
+        );
+        assert_eq!(p.query[4..], bare[2..]);
+        let new = p.new_id();
+        assert_eq!(p.query[2..4], new.to_be_bytes());
     }
 
     #[test]

@@ -263,7 +263,9 @@ pub async fn probe_once(target: &Target) -> Result<ProbeOutcome, HealthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Check, CheckKind, Command, DnsCheck, DnsRecordType, HttpCheck};
+    use crate::config::{
+        Check, CheckKind, Command, DnsCheck, DnsRecordType, DnsTransport, HttpCheck,
+    };
 
     fn target(kind: CheckKind) -> Target {
         Target {
@@ -305,6 +307,7 @@ mod tests {
                 CheckKind::Dns(DnsCheck {
                     query: "example.test".to_owned(),
                     record: DnsRecordType::A,
+                    transport: DnsTransport::Both,
                 }),
             ),
             (

@@ -42,11 +42,14 @@
 //!   keepalived's `SSL_GET`; the handshake signatures still are); with `ca` the chain
 //!   must lead to one of the file's certificates and the name must match `host` (or the
 //!   address).
-//! * `dns`: one query over UDP (connected socket, random ID, recursion desired); up when
-//!   the reply with our ID has RCODE NOERROR and at least one answer of the type asked.
-//!   Datagrams with another ID are ignored.
+//! * `dns`: one query (random ID, recursion desired) over UDP (connected socket; datagrams
+//!   with another ID are ignored), over TCP (a new connection, length-prefixed messages;
+//!   another ID fails), or over UDP then TCP (`both`, both must pass); up when the reply
+//!   with our ID has RCODE NOERROR and at least one answer of the type asked.
 //! * `exec`: the command (no shell) in a process group of its own, with standard input
-//!   and output on `/dev/null`; up when it exits with status 0 within the timeout. On
+//!   and output on `/dev/null` and the real server in its environment
+//!   (`KEEPALIVE_D_REAL_SERVER_ADDRESS`, `KEEPALIVE_D_REAL_SERVER_PORT`); up when it
+//!   exits with status 0 within the timeout. On
 //!   timeout the whole process group gets SIGKILL and the command is reaped.
 //!
 //! # Tests
@@ -55,8 +58,8 @@
 //! time. The probes and [`Checkers`] are tested in `keepalive-d/tests/health.rs` against
 //! servers the tests start on 127.0.0.1 and ::1: TCP (accepting, refusing, a full
 //! backlog that never answers), HTTP (statuses, bodies, the 1 MiB limit, hangs, garbage),
-//! HTTPS with a test CA (with and without `ca`, wrong name, wrong CA), a UDP DNS responder
-//! (answers, NXDOMAIN, replies with another ID, silence) and commands (exit statuses, a
+//! HTTPS with a test CA (with and without `ca`, wrong name, wrong CA), UDP and TCP DNS
+//! responders (answers, NXDOMAIN, replies with another ID, silence, one transport only) and commands (exit statuses, a
 //! timeout that kills a process group).
 //!
 //! # Example

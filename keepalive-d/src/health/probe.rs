@@ -170,7 +170,7 @@ impl ProbeFactory {
                 AnyProbe::Http(HttpProbe::new(id, addr, source, http, Some(tls), pattern)?)
             }
             CheckKind::Dns(dns) => AnyProbe::Dns(DnsProbe::new(id, addr, source, dns)?),
-            CheckKind::Exec(command) => AnyProbe::Exec(ExecProbe::new(command)),
+            CheckKind::Exec(command) => AnyProbe::Exec(ExecProbe::new(command, target.addr)),
         })
     }
 
