@@ -43,6 +43,13 @@ impl Daemon {
         Self::start_exe(keepalive_d_path()?, ns, config, rust_log)
     }
 
+    /// [`Daemon::start`] without the `keepalive-d check` first, for a restart with a
+    /// configuration already checked: the new process starts at once, as under a
+    /// supervisor (a quick restart must resume within the master-down interval).
+    pub fn restart(ns: &TestNs, config: &str, rust_log: &str) -> Result<Self, CmdError> {
+        Self::spawn(keepalive_d_path()?, ns, config, rust_log, false)
+    }
+
     /// [`Daemon::start`] with the binary at `exe` (e.g. cargo's `CARGO_BIN_EXE_keepalive-d`).
     pub fn start_exe(
         exe: impl Into<PathBuf>,
@@ -50,10 +57,22 @@ impl Daemon {
         config: &str,
         rust_log: &str,
     ) -> Result<Self, CmdError> {
-        let exe: PathBuf = exe.into();
+        Self::spawn(exe.into(), ns, config, rust_log, true)
+    }
+
+    fn spawn(
+        exe: PathBuf,
+        ns: &TestNs,
+        config: &str,
+        rust_log: &str,
+        check: bool,
+    ) -> Result<Self, CmdError> {
         let path = std::env::temp_dir().join(format!("{}-{}.yaml", ns.name(), std::process::id()));
         std::fs::write(&path, config)
             .map_err(|e| CmdError(format!("write {}: {e}", path.display())))?;
+        if !check {
+            return Self::run(exe, ns, path, rust_log);
+        }
         let out = Command::new(&exe)
             .arg("check")
             .arg("-c")
@@ -67,6 +86,10 @@ impl Daemon {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
+        Self::run(exe, ns, path, rust_log)
+    }
+
+    fn run(exe: PathBuf, ns: &TestNs, path: PathBuf, rust_log: &str) -> Result<Self, CmdError> {
         let mut child = ns
             .command(&exe.to_string_lossy())
             .arg("run")

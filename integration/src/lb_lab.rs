@@ -55,6 +55,21 @@
 //!                                                           arp_ignore=1 arp_announce=2
 //! ```
 //!
+//! # DR with a director pair (VRRP)
+//!
+//! [`LbLab::dr_pair`] builds the DR layout with a second director, `director2`
+//! (eth0 10.0.0.2/24, default via the router), on the same segment, and gives the VIP to
+//! neither: the directors' VRRP instance owns it (a floating address), so whichever is
+//! Master answers ARP for it and forwards with its own IPVS table. Both directors hold the
+//! same table; the real servers' replies go to the router, so a failover only has to move
+//! the VIP (and a gratuitous ARP updates the router).
+//!
+//! ```text
+//!  client ─ [switch: client] ─ router ─ [switch: servers] ─┬─ director  eth0 10.0.0.1/24 ┐ VRRP,
+//!                                                          ├─ director2 eth0 10.0.0.2/24 ┘ VIP floats
+//!                                                          └─ rs0.. (VIP on lo, as above)
+//! ```
+//!
 //! # TUN (`-i`, IP-in-IP)
 //!
 //! The real servers are on another subnet than the director, reachable only through the
@@ -117,6 +132,9 @@ pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
 
 /// How long a backend may take to print `ready` (process start is slow under TCG).
 const BACKEND_READY: Duration = Duration::from_secs(60);
+/// The second director's address in a [`LbLab::dr_pair`].
+const DIRECTOR2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
 /// The time limit of one client request (connect, and each read or write).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Client threads per request loop.
@@ -202,6 +220,9 @@ pub struct Spread {
     pub failures: usize,
     /// The distinct failure messages, with how often each happened.
     pub errors: BTreeMap<String, usize>,
+    /// When each failed request started (to tell whether failures fall inside a window,
+    /// e.g. a failover).
+    pub failure_times: Vec<Instant>,
     /// How long the loop took.
     pub elapsed: Duration,
 }
@@ -217,6 +238,15 @@ impl Spread {
             *self.errors.entry(k).or_default() += v;
         }
         self.failures += other.failures;
+        self.failure_times.extend(other.failure_times);
+    }
+
+    /// Failed requests that started outside `from..=to`.
+    pub fn failures_outside(&self, from: Instant, to: Instant) -> usize {
+        self.failure_times
+            .iter()
+            .filter(|t| **t < from || **t > to)
+            .count()
     }
 
     /// Answers from the backend named `name` (`rs0`, ...).
@@ -229,11 +259,12 @@ impl Spread {
         self.counts.values().sum()
     }
 
-    fn record(&mut self, r: Result<String, String>) {
+    fn record(&mut self, started: Instant, r: Result<String, String>) {
         match r {
             Ok(name) => *self.counts.entry(name).or_default() += 1,
             Err(e) => {
                 self.failures += 1;
+                self.failure_times.push(started);
                 *self.errors.entry(e).or_default() += 1;
             }
         }
@@ -305,6 +336,8 @@ pub struct LbLab {
     backends: Vec<Option<Backend>>,
     client: TestNs,
     director: TestNs,
+    /// The second director of a DR pair ([`LbLab::dr_pair`]); the VIP floats between them.
+    director2: Option<TestNs>,
     router: Option<TestNs>,
     real_servers: Vec<TestNs>,
     /// Switches in the order of [`LbLab::switch_index`]: client, servers, (TUN) directors.
@@ -317,6 +350,17 @@ impl LbLab {
     /// Builds the `mode` layout with `real_servers` real servers (at least 1, at most
     /// 200) and starts a backend in each.
     pub fn new(mode: Mode, real_servers: usize) -> Result<Self, LbLabError> {
+        Self::build(mode, real_servers, false)
+    }
+
+    /// Builds the DR layout with two directors (`director` 10.0.0.1 and `director2`
+    /// 10.0.0.2) and `real_servers` real servers; neither director has the VIP: a VRRP
+    /// instance on their `eth0` must hold it. See the [module docs](self).
+    pub fn dr_pair(real_servers: usize) -> Result<Self, LbLabError> {
+        Self::build(Mode::Dr, real_servers, true)
+    }
+
+    fn build(mode: Mode, real_servers: usize, pair: bool) -> Result<Self, LbLabError> {
         if !(1..=200).contains(&real_servers) {
             return Err(LbLabError(format!(
                 "{real_servers} real servers: the lab has room for 1 to 200"
@@ -328,6 +372,7 @@ impl LbLab {
         let ns = |role: &str| TestNs::new(&format!("lb{tag}-{role}"));
         let client = ns("client")?;
         let director = ns("director")?;
+        let director2 = if pair { Some(ns("director2")?) } else { None };
         let router = match mode {
             Mode::Nat => None,
             Mode::Dr | Mode::Tun => Some(ns("router")?),
@@ -354,6 +399,7 @@ impl LbLab {
             backends: Vec::new(),
             client,
             director,
+            director2,
             router,
             real_servers: rs,
             switches,
@@ -382,6 +428,9 @@ impl LbLab {
                 links.push((c, r, "eth0"));
                 links.push((s, r, "eth1"));
                 links.push((s, &self.director, "eth0"));
+                if let Some(d2) = &self.director2 {
+                    links.push((s, d2, "eth0"));
+                }
             }
             (Mode::Tun, Some(r)) => {
                 links.push((c, r, "eth0"));
@@ -476,15 +525,25 @@ impl LbLab {
                     rkeys.push(("net.ipv4.conf.eth2.rp_filter", "0"));
                 }
                 sysctl(router, &rkeys)?;
-                batch(
-                    &self.director,
-                    &[
-                        format!("addr add {}/24 dev eth0", p.director),
-                        format!("addr add {vip}/32 dev eth0"),
-                        "link set eth0 up".into(),
-                        "route add default via 10.0.0.254".into(),
-                    ],
-                )?;
+                let mut d = vec![
+                    format!("addr add {}/24 dev eth0", p.director),
+                    "link set eth0 up".into(),
+                    "route add default via 10.0.0.254".into(),
+                ];
+                if let Some(d2) = &self.director2 {
+                    // A pair: the VIP floats (VRRP adds it on the Master).
+                    batch(
+                        d2,
+                        &[
+                            format!("addr add {DIRECTOR2}/24 dev eth0"),
+                            "link set eth0 up".into(),
+                            "route add default via 10.0.0.254".into(),
+                        ],
+                    )?;
+                } else {
+                    d.push(format!("addr add {vip}/32 dev eth0"));
+                }
+                batch(&self.director, &d)?;
                 let gateway = if self.mode == Mode::Dr {
                     "10.0.0.254"
                 } else {
@@ -545,6 +604,16 @@ impl LbLab {
     /// The director's namespace (program IPVS here).
     pub fn director(&self) -> &TestNs {
         &self.director
+    }
+
+    /// The second director of a [`LbLab::dr_pair`]; `None` in the other layouts.
+    pub fn director2(&self) -> Option<&TestNs> {
+        self.director2.as_ref()
+    }
+
+    /// The second director's address (10.0.0.2) in a [`LbLab::dr_pair`].
+    pub fn director2_addr(&self) -> Option<Ipv4Addr> {
+        self.director2.as_ref().map(|_| DIRECTOR2)
     }
 
     /// The router's namespace (DR and TUN; NAT has none: the director routes).
@@ -706,6 +775,36 @@ impl LbLab {
         self.client_http(SocketAddr::V4(SocketAddrV4::new(self.vip(), HTTP_PORT)), n)
     }
 
+    /// Runs `f` while the client sends HTTP requests to VIP:80 without pause (batches of
+    /// [`LbLab::client_requests`] on another thread); returns `f`'s result and the
+    /// requests' [`Spread`], whose `failure_times` tell when failed requests started. The
+    /// traffic stops when `f` returns (or panics).
+    pub fn during_traffic<R>(&self, f: impl FnOnce() -> R) -> (R, Spread) {
+        let running = std::sync::atomic::AtomicBool::new(true);
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Relaxed);
+            }
+        }
+        std::thread::scope(|s| {
+            let traffic = s.spawn(|| {
+                let start = Instant::now();
+                let mut total = self.client_requests(8);
+                while running.load(Ordering::Relaxed) {
+                    total.merge(self.client_requests(8));
+                }
+                total.elapsed = start.elapsed();
+                total
+            });
+            let stop = StopOnDrop(&running);
+            let r = f();
+            drop(stop);
+            let spread = traffic.join().unwrap_or_default();
+            (r, spread)
+        })
+    }
+
     /// `n` HTTP `GET /` requests from the client to `target`, each on a new connection;
     /// the body names the backend.
     pub fn client_http(&self, target: SocketAddr, n: usize) -> Spread {
@@ -766,7 +865,8 @@ impl LbLab {
                         s.spawn(|| {
                             let mut spread = Spread::default();
                             while next.fetch_add(1, Ordering::Relaxed) < n {
-                                spread.record(request());
+                                let started = Instant::now();
+                                spread.record(started, request());
                             }
                             spread
                         })

@@ -8,9 +8,11 @@
 mod cli_ipvs;
 mod daemon_lb;
 mod daemon_lvs;
+mod daemon_pair;
 mod daemon_reload;
 mod daemon_status;
 mod daemon_sync;
+mod example_web_farm_dr;
 mod ipvs_api;
 mod ipvs_traffic;
 mod lab_ipvsadm;
