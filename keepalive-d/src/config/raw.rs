@@ -92,6 +92,10 @@ pub(crate) struct RawNotify {
     pub backup: Option<List<String>>,
     #[serde(default)]
     pub fault: Option<List<String>>,
+    #[serde(default)]
+    pub stop: Option<List<String>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -744,3 +744,22 @@ sync_daemon: { interface: eth1, instance: web }
     );
     assert_eq!(config.sync_daemon.map(|s| s.sync_id), Some(0));
 }
+
+#[test]
+fn notify_stop_and_timeout() {
+    let config = parse(&format!(
+        "{MINIMAL_INSTANCE}    notify:\n      master: [/bin/true, promote]\n      stop: [/bin/true, demote]\n      timeout: 1m30s\n"
+    ));
+    let notify = &config.vrrp_instances[0].notify;
+    let stop = notify.stop.as_ref().unwrap();
+    assert_eq!(
+        (stop.program.as_str(), stop.args.as_slice()),
+        ("/bin/true", &["demote".to_owned()][..])
+    );
+    assert_eq!(notify.timeout, Duration::from_secs(90));
+    assert_eq!(Notify::default().timeout, Duration::from_secs(10));
+    let e = errors(&format!(
+        "{MINIMAL_INSTANCE}    notify: {{ timeout: 500ms }}\n"
+    ));
+    assert!(e[0].message.contains("between 1s and 1h"), "{e:?}");
+}

@@ -224,7 +224,10 @@ pub struct TrackScript {
 }
 
 /// Commands run on VRRP state transitions (`notify`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The commands of one instance run one at a time, in the order of its transitions; a
+/// Master that stops runs `stop` before it gives up the virtual addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
     /// Run on becoming MASTER.
     pub master: Option<Command>,
@@ -232,6 +235,27 @@ pub struct Notify {
     pub backup: Option<Command>,
     /// Run on entering FAULT.
     pub fault: Option<Command>,
+    /// Run when the instance stops (daemon stop, or a reload that removes or restarts it).
+    pub stop: Option<Command>,
+    /// How long one command may run before it is killed (1s..=1h, default 10s).
+    pub timeout: Duration,
+}
+
+impl Notify {
+    /// The default `notify.timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            master: None,
+            backup: None,
+            fault: None,
+            stop: None,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// Gratuitous ARP / unsolicited NA behaviour on becoming master (`garp`).

@@ -942,7 +942,34 @@ impl Validator<'_> {
                 .fault
                 .as_ref()
                 .and_then(|c| self.command(c, "notify.fault")),
+            stop: raw
+                .stop
+                .as_ref()
+                .and_then(|c| self.command(c, "notify.stop")),
+            timeout: self.notify_timeout(raw),
         }
+    }
+
+    /// `notify.timeout`: 1s to 1h.
+    fn notify_timeout(&mut self, raw: &RawNotify) -> Duration {
+        let default = Notify::DEFAULT_TIMEOUT;
+        let Some(s) = &raw.timeout else {
+            return default;
+        };
+        let Some(t) = self.duration(s, "notify.timeout") else {
+            return default;
+        };
+        if t < Duration::from_secs(1) || t > Duration::from_secs(3600) {
+            self.err(
+                &s.referenced,
+                format!(
+                    "`notify.timeout` must be between 1s and 1h, found `{}`",
+                    show(&s.value)
+                ),
+            );
+            return default;
+        }
+        t
     }
 
     fn garp(&mut self, raw: &RawGarp) -> Garp {

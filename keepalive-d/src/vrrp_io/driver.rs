@@ -15,6 +15,15 @@
 //! notify commands run in tasks of their own, so the state machine never
 //! waits for them. Each member's socket and link monitor are read by small
 //! tasks that forward to the state machine's task over a channel.
+//!
+//! Stopping runs the `stop` notify commands first and waits for them (each
+//! bounded by the notify timeout) while a Master goes on advertising, so
+//! its Backup does not take over yet; only then does the instance shut
+//! down (priority 0, addresses removed). A stopping Master's demotion
+//! therefore finishes before the peer can promote itself. Nothing else is
+//! handled meanwhile: received adverts, link changes and the timers of
+//! members that are not Master wait (a Backup must not become Master while
+//! it stops).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -127,6 +136,9 @@ struct Member {
     links_up: Vec<bool>,
     scripts: Vec<TrackScript>,
     scripts_ok: Vec<bool>,
+    /// The stop commands were queued before the shutdown: the shutdown's own
+    /// transition to Initialize does not queue them again.
+    stop_notified: bool,
     /// The last state change and how many there were.
     last_transition: Option<StateChange>,
     transitions: u64,
@@ -260,7 +272,9 @@ impl Member {
                     reason,
                 });
                 self.transitions = self.transitions.saturating_add(1);
-                self.notifier.transition(state, priority);
+                if !(state == State::Initialize && self.stop_notified) {
+                    self.notifier.transition(state, priority);
+                }
             }
             Action::ArmTimer { timer, at } => {
                 self.timers.insert(timer, at);
@@ -422,6 +436,52 @@ impl Unit {
         }
     }
 
+    /// Queues every member's stop commands and waits until they have finished, while
+    /// the Masters keep advertising (their timers only fire). Bounded: each command is
+    /// killed at the notify timeout.
+    async fn run_stop_commands(&mut self) {
+        let mut waits = Vec::new();
+        for (i, m) in self.members.iter_mut().enumerate() {
+            let Some(inst) = self.core.member(i) else {
+                continue;
+            };
+            if inst.state() == State::Initialize {
+                continue;
+            }
+            m.stop_notified = m
+                .notifier
+                .transition(State::Initialize, inst.effective_priority());
+            if m.stop_notified {
+                if inst.state() == State::Master {
+                    tracing::info!(
+                        instance = %m.name,
+                        "stopping: running the stop command before giving up Master"
+                    );
+                }
+                waits.push(m.notifier.flush());
+            }
+        }
+        if waits.is_empty() {
+            return;
+        }
+        let all = futures_join_all(waits);
+        tokio::pin!(all);
+        loop {
+            let deadline = self
+                .next_master_deadline()
+                .map(|t| self.epoch + t.since_epoch());
+            tokio::select! {
+                biased;
+                () = &mut all => return,
+                () = sleep_until(deadline) => {
+                    let masters: Vec<bool> =
+                        (0..self.members.len()).map(|i| self.is_master(i)).collect();
+                    self.fire_due_of(|i| masters.get(i).copied().unwrap_or(false));
+                }
+            }
+        }
+    }
+
     fn next_deadline(&self) -> Option<Time> {
         self.members
             .iter()
@@ -430,10 +490,35 @@ impl Unit {
             .copied()
     }
 
+    /// The earliest timer of the members in Master state.
+    fn next_master_deadline(&self) -> Option<Time> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.is_master(*i))
+            .filter_map(|(_, m)| m.timers.values().min())
+            .min()
+            .copied()
+    }
+
+    fn is_master(&self, index: usize) -> bool {
+        self.core
+            .member(index)
+            .is_some_and(|inst| inst.state() == State::Master)
+    }
+
     fn fire_due(&mut self) {
+        self.fire_due_of(|_| true);
+    }
+
+    /// Fires the due timers of the members `wanted` selects (by index).
+    fn fire_due_of(&mut self, wanted: impl Fn(usize) -> bool) {
         let now = self.now();
         let mut due: Vec<(Time, usize, Timer)> = Vec::new();
         for (i, m) in self.members.iter().enumerate() {
+            if !wanted(i) {
+                continue;
+            }
             for (t, at) in &m.timers {
                 if *at <= now {
                     due.push((*at, i, *t));
@@ -549,6 +634,7 @@ pub async fn drive(
             links_up,
             scripts_ok: vec![true; p.scripts.len()],
             scripts: p.scripts,
+            stop_notified: false,
             last_transition: None,
             transitions: 0,
             adverts_sent: 0,
@@ -658,6 +744,7 @@ pub async fn drive(
     for r in readers {
         r.abort();
     }
+    u.run_stop_commands().await;
     let now = u.now();
     let status = u.status;
     for (mut inst, mut m) in u.core.into_instances().into_iter().zip(u.members) {
@@ -746,6 +833,13 @@ async fn run_bounded(name: &str, argv: &[String], timeout: Duration) -> bool {
             let _ = child.kill().await;
             false
         }
+    }
+}
+
+/// Waits for every future (a small `join_all`: the stop commands of a unit's members).
+async fn futures_join_all<F: Future<Output = ()>>(futures: Vec<F>) {
+    for f in futures {
+        f.await;
     }
 }
 

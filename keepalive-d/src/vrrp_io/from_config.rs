@@ -50,6 +50,8 @@ pub fn instance_spec(vi: &config::VrrpInstance) -> InstanceSpec {
         master: vi.notify.master.as_ref().map(argv),
         backup: vi.notify.backup.as_ref().map(argv),
         fault: vi.notify.fault.as_ref().map(argv),
+        stop: vi.notify.stop.as_ref().map(argv),
+        timeout: vi.notify.timeout,
         ..NotifySpec::default()
     };
     spec.track_interfaces.clone_from(&vi.track_interfaces);
