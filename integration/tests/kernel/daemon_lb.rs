@@ -24,8 +24,9 @@ fn forward(mode: Mode) -> &'static str {
 }
 
 /// Destinations (addresses) of the service on `vip_port` (e.g. `10.0.0.100:80`) in the
-/// director's table, from `ipvsadm -S -n`.
-fn destinations(lab: &LbLab, proto: &str, vip_port: &str) -> Vec<String> {
+/// director's table, from `ipvsadm -S -n` (`proto` `-f` and `vip_port` `53`: the fwmark
+/// service 53).
+pub(crate) fn destinations(lab: &LbLab, proto: &str, vip_port: &str) -> Vec<String> {
     let saved = lab.ipvsadm(&["-S", "-n"]).unwrap();
     let prefix = format!("-a {proto} {vip_port} -r ");
     let mut v: Vec<String> = saved
@@ -39,7 +40,7 @@ fn destinations(lab: &LbLab, proto: &str, vip_port: &str) -> Vec<String> {
 }
 
 /// Waits until the destinations are exactly `want`; the time it took.
-fn wait_dests(
+pub(crate) fn wait_dests(
     lab: &LbLab,
     d: &Daemon,
     proto: &str,
