@@ -780,6 +780,18 @@ impl LbLab {
     /// requests' [`Spread`], whose `failure_times` tell when failed requests started. The
     /// traffic stops when `f` returns (or panics).
     pub fn during_traffic<R>(&self, f: impl FnOnce() -> R) -> (R, Spread) {
+        self.during_load(|| self.client_requests(8), f)
+    }
+
+    /// Runs `f` while another thread calls `load` (a batch of client requests, e.g.
+    /// `|| lab.client_dns(DnsTransport::Tcp, 8)`) without pause; returns `f`'s result and
+    /// the batches' merged [`Spread`]. The load stops when `f` returns (or panics), after
+    /// the batch in flight.
+    pub fn during_load<R>(
+        &self,
+        load: impl Fn() -> Spread + Sync,
+        f: impl FnOnce() -> R,
+    ) -> (R, Spread) {
         let running = std::sync::atomic::AtomicBool::new(true);
         struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
         impl Drop for StopOnDrop<'_> {
@@ -790,9 +802,9 @@ impl LbLab {
         std::thread::scope(|s| {
             let traffic = s.spawn(|| {
                 let start = Instant::now();
-                let mut total = self.client_requests(8);
+                let mut total = load();
                 while running.load(Ordering::Relaxed) {
-                    total.merge(self.client_requests(8));
+                    total.merge(load());
                 }
                 total.elapsed = start.elapsed();
                 total

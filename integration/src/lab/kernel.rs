@@ -47,6 +47,9 @@ pub const BOOT_MODULES: &[&str] = &[
     "macvlan",
     "bridge",
     "nlmon",
+    // nftables (the fwmark rules of examples/dns/, loaded with `nft -f`); sets, payload,
+    // meta and verdicts are built into nf_tables itself.
+    "nf_tables",
     "ipip",
     "ip_gre",
     "fou",

@@ -43,6 +43,17 @@ pub const TOOLS: &[Package] = &[
         name: "iproute2",
         probe: "/usr/sbin/ip",
     },
+    // The DNS servers of the redundant-DNS example (examples/dns/): the binary only,
+    // without the `dnsmasq` package's system service.
+    Package {
+        name: "dnsmasq-base",
+        probe: "/usr/sbin/dnsmasq",
+    },
+    // The fwmark rules of the redundant-DNS example (`nft -f`).
+    Package {
+        name: "nftables",
+        probe: "/usr/sbin/nft",
+    },
 ];
 
 /// Everything the VM lab needs: [`VM_PACKAGES`] and [`TOOLS`].

@@ -13,6 +13,7 @@ mod daemon_reload;
 mod daemon_status;
 mod daemon_sync;
 mod example_db_replicas;
+mod example_dns;
 mod example_storage_failover;
 mod example_web_farm_dr;
 mod ipvs_api;
