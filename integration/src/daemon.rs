@@ -181,6 +181,19 @@ impl Daemon {
         std::env::temp_dir().join(format!("{}-{}-control.sock", ns.name(), std::process::id()))
     }
 
+    /// Sends `signal` to the daemon (e.g. SIGUSR2: hand over to a new process).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<(), CmdError> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal)
+            .map_err(|e| CmdError(format!("kill -{signal} {pid}: {e}")))
+    }
+
+    /// Replaces the configuration file (read at the next reload or hand-over).
+    pub fn write_config(&self, config: &str) -> Result<(), CmdError> {
+        std::fs::write(&self.config, config)
+            .map_err(|e| CmdError(format!("write {}: {e}", self.config.display())))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::StopMode;
 use crate::config::{self, Config};
 use crate::lvs::{LvsCommand, LvsHandle};
 use crate::vrrp_io::{self, StatusMap};
@@ -60,7 +61,9 @@ fn vrrp_specs(
     (instances, groups)
 }
 
-/// Runs `cfg` (read from `path`) until `stop` completes or a half fails. `on_ready` is
+/// Runs `cfg` (read from `path`) until `stop` completes (with `()` or a [`StopMode`]:
+/// [`StopMode::Handover`] leaves the addresses, the IPVS table, the sync daemon and the
+/// state files to a successor) or a half fails (then as [`StopMode::Resign`]). `on_ready` is
 /// called once with the [`Control`] of the running daemon (to start a control socket).
 /// VRRP state files go to `state_dir` (see [`vrrp_io::state_file`]; `None`: none, so a
 /// restart never resumes as Master).
@@ -68,13 +71,31 @@ pub async fn run(
     path: &Path,
     cfg: Config,
     state_dir: Option<&Path>,
-    stop: impl Future<Output = ()>,
+    stop: impl Future<Output = impl Into<StopMode>>,
     on_ready: impl FnOnce(Control),
 ) -> Result<(), String> {
     let (instances, groups) = vrrp_specs(&cfg, state_dir);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
+    // `Some(mode)` once stopping.
+    let (stop_tx, stop_rx) = watch::channel(None::<StopMode>);
+    let stopped = |mut rx: watch::Receiver<Option<StopMode>>| async move {
+        let _ = rx.wait_for(Option::is_some).await;
+    };
+    let stop_mode = |mut rx: watch::Receiver<Option<StopMode>>| async move {
+        match rx.wait_for(Option::is_some).await {
+            Ok(m) => m.unwrap_or_default(),
+            Err(_) => StopMode::Resign,
+        }
+    };
+    // A half that ends on its own stops the other: as a real stop, unless already stopping.
+    let end = |tx: &watch::Sender<Option<StopMode>>| {
+        tx.send_if_modified(|m| {
+            if m.is_none() {
+                *m = Some(StopMode::Resign);
+                true
+            } else {
+                false
+            }
+        });
     };
     let (status_tx, status_rx) = watch::channel(StatusMap::new());
     let (lvs_handle, lvs_commands) = LvsHandle::new();
@@ -90,7 +111,7 @@ pub async fn run(
     let sync = {
         let settings = cfg.sync_daemon.clone();
         let status = status_rx.clone();
-        let stop = stopped(stop_rx.clone());
+        let stop = stop_mode(stop_rx.clone());
         async move {
             if let Some(settings) = settings {
                 crate::sync_follow::follow(settings, status, stop).await;
@@ -124,11 +145,11 @@ pub async fn run(
             groups,
             status_tx,
             vrrp_reloads,
-            stopped(stop_rx.clone()),
+            stop_mode(stop_rx.clone()),
         )
         .await
         .map_err(|e| e.to_string());
-        stop_tx.send_replace(true);
+        end(&stop_tx);
         r
     };
     let servers = cfg.virtual_servers.clone();
@@ -137,7 +158,7 @@ pub async fn run(
         if !has_lvs {
             return Ok(());
         }
-        let r = crate::lvs::run_with(servers, settings, lvs_commands, stopped(stop_rx.clone()))
+        let r = crate::lvs::run_with(servers, settings, lvs_commands, stop_mode(stop_rx.clone()))
             .await
             .map(|c| {
                 tracing::info!(
@@ -149,7 +170,7 @@ pub async fn run(
                 );
             })
             .map_err(|e| e.to_string());
-        stop_tx.send_replace(true);
+        end(&stop_tx);
         r
     };
     let reloads = async {
@@ -199,10 +220,19 @@ pub async fn run(
     };
     let signal = async {
         tokio::select! {
-            () = stop => {}
+            m = stop => {
+                let m: StopMode = m.into();
+                stop_tx.send_if_modified(|cur| {
+                    if cur.is_none() {
+                        *cur = Some(m);
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
             _ = stopped(stop_rx.clone()) => {}
         }
-        stop_tx.send_replace(true);
     };
     let (v, l, (), (), (), ()) = tokio::join!(vrrp, lvs, reloads, signal, systemd, sync);
     v.and(l)

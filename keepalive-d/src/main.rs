@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use keepalive_d::StopMode;
 use keepalive_d::config::{self, Config};
 use keepalive_d::control::{ControlSocket, Request};
 use tracing_subscriber::EnvFilter;
@@ -267,13 +268,17 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Runs the VRRP instances and the virtual servers of `cfg` until SIGTERM or SIGINT.
+/// Runs the VRRP instances and the virtual servers of `cfg` until SIGTERM or SIGINT, or
+/// until SIGUSR2 hands over to a new process of the (possibly upgraded) binary.
 fn run(
     path: &std::path::Path,
     cfg: &Config,
     control_socket: &std::path::Path,
     state_dir: &std::path::Path,
 ) -> ExitCode {
+    // The binary's path now: after a package upgrade replaced the file, SIGUSR2 runs the
+    // new one from here (`/proc/self/exe` would name the deleted old one).
+    let exe = std::env::current_exe().ok();
     // Before anything runs: another daemon on the socket, or the metrics port taken, stop
     // this one here.
     let socket = match ControlSocket::bind(control_socket) {
@@ -320,16 +325,38 @@ fn run(
         virtual_servers = cfg.virtual_servers.len(),
         "running"
     );
+    let mode = std::cell::Cell::new(StopMode::Resign);
     let result = runtime.block_on(async {
-        let stop = match stop_signal() {
+        let stop = match stop_signal(exe.as_deref(), path) {
             Ok(stop) => stop,
-            Err(e) => return Err(format!("cannot catch SIGTERM/SIGINT: {e}")),
+            Err(e) => return Err(format!("cannot catch SIGTERM/SIGINT/SIGUSR2: {e}")),
+        };
+        let stop = async {
+            let m = stop.await;
+            mode.set(m);
+            m
         };
         keepalive_d::daemon::run(path, cfg.clone(), Some(state_dir), stop, on_ready).await
     });
     drop(runtime);
     drop(socket);
     match result {
+        Ok(()) if mode.get() == StopMode::Handover => match exe {
+            Some(exe) => {
+                use std::os::unix::process::CommandExt;
+                tracing::info!(exe = %exe.display(), "handing over: executing the new process");
+                // Same PID (systemd keeps following it); every descriptor is close-on-exec.
+                let e = std::process::Command::new(&exe)
+                    .args(std::env::args_os().skip(1))
+                    .exec();
+                tracing::error!(
+                    exe = %exe.display(),
+                    "cannot execute the new process ({e}); the addresses and the IPVS table stay as they are"
+                );
+                ExitCode::from(EXIT_FAILED)
+            }
+            None => ExitCode::from(EXIT_FAILED),
+        },
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -341,15 +368,64 @@ fn run(
     }
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+/// Completes on the first SIGTERM or SIGINT ([`StopMode::Resign`]), or on a SIGUSR2 whose
+/// successor passes `EXE check -c CONFIG` ([`StopMode::Handover`]); a SIGUSR2 whose
+/// successor fails the check is refused (logged) and the daemon runs on.
+fn stop_signal(
+    exe: Option<&std::path::Path>,
+    config: &std::path::Path,
+) -> std::io::Result<impl Future<Output = StopMode>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let exe = exe.map(std::path::Path::to_path_buf);
+    let config = config.to_path_buf();
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: stopping");
+                    return StopMode::Resign;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping");
+                    return StopMode::Resign;
+                }
+                _ = usr2.recv() => match check_successor(exe.as_deref(), &config).await {
+                    Ok(()) => {
+                        tracing::info!("SIGUSR2: handing over to a new process");
+                        return StopMode::Handover;
+                    }
+                    Err(e) => tracing::error!("SIGUSR2: hand-over refused, still running: {e}"),
+                },
+            }
         }
     })
+}
+
+/// Runs `EXE check -c CONFIG` (the binary that will take over, with the file it will read).
+async fn check_successor(
+    exe: Option<&std::path::Path>,
+    config: &std::path::Path,
+) -> Result<(), String> {
+    let exe = exe.ok_or("the path of the running binary is unknown")?;
+    let out = tokio::process::Command::new(exe)
+        .arg("check")
+        .arg("-c")
+        .arg(config)
+        .output()
+        .await
+        .map_err(|e| format!("{} check: {e}", exe.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{} check -c {}` failed:\n{}{}",
+            exe.display(),
+            config.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }

@@ -7,6 +7,7 @@
 use ipvs::{AsyncIpvs, SyncDaemon, SyncState};
 use tokio::sync::watch;
 
+use crate::StopMode;
 use crate::config::SyncDaemonSettings;
 use crate::vrrp_io::StatusMap;
 
@@ -61,11 +62,13 @@ async fn switch(ipvs: &mut AsyncIpvs, settings: &SyncDaemonSettings, state: Sync
 }
 
 /// Follows `settings.instance` in `vrrp` until `stop` completes; then stops both sync
-/// daemons.
+/// daemons, unless `stop` completes with [`StopMode::Handover`] (they keep running for the
+/// next process). Nothing is switched before the instance has a state, so a successor
+/// resuming as Master never stops the master sync daemon in between.
 pub async fn follow(
     settings: SyncDaemonSettings,
     mut vrrp: watch::Receiver<StatusMap>,
-    stop: impl Future<Output = ()>,
+    stop: impl Future<Output = impl Into<StopMode>>,
 ) {
     let mut ipvs = match AsyncIpvs::open() {
         Ok(i) => i,
@@ -76,18 +79,24 @@ pub async fn follow(
     };
     tokio::pin!(stop);
     let mut current: Option<SyncState> = None;
-    loop {
-        let state = sync_state_for(vrrp.borrow().get(&settings.instance).map(|s| s.state));
-        if current != Some(state) {
-            switch(&mut ipvs, &settings, state).await;
-            current = Some(state);
+    let mode: StopMode = loop {
+        let vrrp_state = vrrp.borrow().get(&settings.instance).map(|s| s.state);
+        if let Some(s) = vrrp_state {
+            let state = sync_state_for(Some(s));
+            if current != Some(state) {
+                switch(&mut ipvs, &settings, state).await;
+                current = Some(state);
+            }
         }
         tokio::select! {
-            () = &mut stop => break,
-            r = vrrp.changed() => if r.is_err() { (&mut stop).await; break; },
+            m = &mut stop => break m.into(),
+            r = vrrp.changed() => if r.is_err() { break (&mut stop).await.into(); },
         }
+    };
+    match mode {
+        StopMode::Resign => stop_all(&mut ipvs).await,
+        StopMode::Handover => tracing::info!("handing over: the IPVS sync daemons keep running"),
     }
-    stop_all(&mut ipvs).await;
 }
 
 async fn stop_all(ipvs: &mut AsyncIpvs) {

@@ -160,3 +160,70 @@ fn pair_master_killed_without_restart_fails_over_within_the_vrrp_bound() {
     let after = lab.client_requests(100);
     assert_eq!(after.failures, 0, "{after}");
 }
+
+#[test]
+fn pair_master_upgraded_by_sigusr2_hands_over_without_a_failover_or_a_failed_request() {
+    let (lab, a, b) = start_pair();
+    let d1 = lab.director();
+    let d2 = lab.director2().unwrap();
+    let before = transitions(&b.log());
+    // A successor that fails its check is refused: the daemon runs on as Master.
+    a.write_config("vrrp_instances: nope\n").unwrap();
+    a.signal(nix::sys::signal::Signal::SIGUSR2).unwrap();
+    assert!(
+        a.wait_log("hand-over refused", Duration::from_secs(10)),
+        "{}",
+        a.log()
+    );
+    a.write_config(&shipped_config('a')).unwrap();
+    let pid = a.pid();
+    let (handed_over_in, spread) = lab.during_traffic(|| {
+        std::thread::sleep(Duration::from_secs(1));
+        let start = Instant::now();
+        a.signal(nix::sys::signal::Signal::SIGUSR2).unwrap();
+        assert!(
+            a.wait_log(
+                "resuming as Master without a failover",
+                Duration::from_secs(10)
+            ),
+            "the new process did not resume:\n{}",
+            a.log()
+        );
+        let took = start.elapsed();
+        // Longer than a master-down interval: a failover would have happened by now.
+        std::thread::sleep(MASTER_DOWN + Duration::from_secs(1));
+        took
+    });
+    report("traffic through the hand-over", &spread, Instant::now());
+    eprintln!("SIGUSR2 to resumed as Master in the new process: {handed_over_in:?}");
+    let log = a.log();
+    let steps: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.contains("SIGUSR2: handing over"))
+        .filter(|l| l.contains("hand") || l.contains("resum") || l.contains("running"))
+        .collect();
+    eprintln!("hand-over steps:\n{}", steps.join("\n"));
+    assert!(
+        log.contains("handing over: executing the new process"),
+        "{log}"
+    );
+    assert_eq!(a.pid(), pid, "the same process id");
+    assert_eq!(spread.failures, 0, "{spread}");
+    assert!(spread.ok() > 100, "{spread}");
+    assert_eq!(
+        transitions(&b.log()),
+        before,
+        "the Backup changed state:\n{}",
+        b.log()
+    );
+    assert!(has_vip(&lab, d1) && !has_vip(&lab, d2));
+    assert_eq!(dests(&lab, d1), 3, "the table stays");
+    // The new process is a working daemon: a clean stop resigns.
+    let (code, log) = a.stop(Duration::from_secs(20)).unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    wait_until(
+        "the Backup takes over after the stop",
+        Duration::from_secs(5),
+        || has_vip(&lab, d2),
+    );
+}

@@ -32,6 +32,7 @@ use ipvs::{AsyncIpvs, Table};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::StopMode;
 use crate::config::{IpvsSettings, OnStop, VirtualServer};
 use crate::health::{Checkers, Health, ProbeOutcome, ServerId, Target, Transition};
 use desired::{DesiredError, DesiredTable, QuorumState, ServerState};
@@ -709,7 +710,8 @@ impl Program {
 /// Runs the virtual servers in the current network namespace until `stop` completes:
 /// adopts the kernel table, starts the health checks, keeps the table equal to "configured
 /// servers that are healthy", and on stop removes the configured services (unless
-/// `settings.on_stop` is [`OnStop::Keep`]). Returns the counters.
+/// `settings.on_stop` is [`OnStop::Keep`], or `stop` completes with
+/// [`StopMode::Handover`]). Returns the counters.
 pub async fn run(
     servers: Vec<VirtualServer>,
     settings: IpvsSettings,
@@ -724,7 +726,7 @@ pub async fn run_with(
     servers: Vec<VirtualServer>,
     settings: IpvsSettings,
     mut commands: mpsc::Receiver<LvsCommand>,
-    stop: impl Future<Output = ()>,
+    stop: impl Future<Output = impl Into<StopMode>>,
 ) -> Result<Counters, LvsError> {
     let mut ipvs = AsyncIpvs::open().map_err(LvsError::Open)?;
     let owned = desired::owned_keys(&servers)?;
@@ -775,10 +777,10 @@ pub async fn run_with(
     let far = Duration::from_secs(86_400 * 365);
     let mut commands_open = true;
     tokio::pin!(stop);
-    loop {
+    let mode = loop {
         let deadline = flush_at.unwrap_or_else(|| Instant::now() + far);
         tokio::select! {
-            () = &mut stop => break,
+            m = &mut stop => break m.into(),
             t = rx.recv() => match t {
                 Some(t) => {
                     if program.on_transition(&t) && flush_at.is_none() {
@@ -787,7 +789,7 @@ pub async fn run_with(
                 }
                 None => {
                     tracing::error!("the health checks stopped unexpectedly");
-                    break;
+                    break StopMode::Resign;
                 }
             },
             () = tokio::time::sleep_until(deadline), if flush_at.is_some() => {
@@ -837,12 +839,16 @@ pub async fn run_with(
                 }
             },
         }
-    }
+    };
     if let Some(c) = program.checkers.take() {
         c.stop();
     }
     let mut counters = program.counters;
-    match program.settings.on_stop {
+    let on_stop = match mode {
+        StopMode::Handover => OnStop::Keep,
+        StopMode::Resign => program.settings.on_stop,
+    };
+    match on_stop {
         OnStop::Keep => tracing::info!("leaving the IPVS table as it is (on_stop: keep)"),
         OnStop::Remove => {
             let mut scope = program.owned.clone();

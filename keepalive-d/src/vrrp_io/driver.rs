@@ -544,7 +544,7 @@ impl Unit {
 /// until `stop` turns true, then shuts it down.
 pub async fn drive(
     members: Vec<Prepared>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Option<crate::StopMode>>,
     status: watch::Sender<StatusMap>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -708,7 +708,7 @@ pub async fn drive(
         tokio::select! {
             biased;
             r = stop.changed() => {
-                if r.is_err() || *stop.borrow() {
+                if r.is_err() || stop.borrow().is_some() {
                     break;
                 }
             }
@@ -743,6 +743,25 @@ pub async fn drive(
     }
     for r in readers {
         r.abort();
+    }
+    let mode = stop.borrow().unwrap_or_default();
+    if mode == crate::StopMode::Handover {
+        // The next process takes over where this one stops: the addresses stay, no
+        // priority 0, no stop command, and the state files stay for it to resume from.
+        // A Master advertises once more now (and stamps its state file), so the successor
+        // has a whole master-down interval, from here, before a Backup would take over.
+        let now = u.now();
+        for i in 0..u.members.len() {
+            if u.core.member(i).is_some_and(|inst| inst.state() == State::Master) {
+                u.handle(i, now, Event::TimerFired(Timer::Advert));
+            }
+        }
+        for mut m in u.members {
+            tracing::info!(instance = %m.name, "handing over: keeping the state and the virtual addresses");
+            m.stop_garps();
+            m.notifier.finish().await;
+        }
+        return;
     }
     u.run_stop_commands().await;
     let now = u.now();

@@ -58,6 +58,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::StopMode;
 use vrrp_proto::{AddressFamily, ConfigError, DropReason, Instance, InstanceConfig, Reason, State};
 
 pub use notify::NotifySpec;
@@ -646,7 +648,7 @@ pub struct VrrpReloadReport {
 /// A running unit: one instance, or the members of one sync group.
 struct Unit {
     specs: Vec<InstanceSpec>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Option<StopMode>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -655,8 +657,8 @@ impl Unit {
         self.specs.iter().map(|s| s.name.as_str())
     }
 
-    async fn stop(self) {
-        let _ = self.stop.send(true);
+    async fn stop(self, mode: StopMode) {
+        let _ = self.stop.send(Some(mode));
         if let Err(e) = self.task.await {
             tracing::error!("VRRP instance task failed: {e}");
         }
@@ -720,7 +722,7 @@ fn spawn_unit(
     prepared: Vec<driver::Prepared>,
     status: &watch::Sender<StatusMap>,
 ) -> Unit {
-    let (stop, stop_rx) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(None);
     let task = tokio::spawn(driver::drive(prepared, stop_rx, status.clone()));
     Unit { specs, stop, task }
 }
@@ -738,7 +740,7 @@ pub async fn run_reloadable(
     sync_groups: Vec<SyncGroupSpec>,
     status: watch::Sender<StatusMap>,
     mut reloads: mpsc::Receiver<VrrpReload>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = impl Into<StopMode>>,
 ) -> Result<(), Error> {
     let planned = plan_units(instances, &sync_groups)?;
     // Every instance is set up before any runs: a setup error starts nothing.
@@ -753,9 +755,9 @@ pub async fn run_reloadable(
         .collect();
     tokio::pin!(shutdown);
     let mut reloads_open = true;
-    loop {
+    let mode = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            m = &mut shutdown => break m.into(),
             r = reloads.recv(), if reloads_open => match r {
                 None => reloads_open = false,
                 Some(req) => {
@@ -764,9 +766,9 @@ pub async fn run_reloadable(
                 }
             },
         }
-    }
+    };
     for unit in units {
-        unit.stop().await;
+        unit.stop(mode).await;
     }
     Ok(())
 }
@@ -796,7 +798,7 @@ async fn reload_units(
             continue;
         }
         let names: Vec<String> = unit.names().map(str::to_owned).collect();
-        unit.stop().await;
+        unit.stop(StopMode::Resign).await;
         for name in names {
             if new_names.contains(&name) {
                 report.restarted.push(name);
