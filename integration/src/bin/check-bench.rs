@@ -75,6 +75,12 @@ struct Args {
     /// what to compare.
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     strace: u64,
+    /// Diagnostics: after the measured window (and strace), profile the daemon's
+    /// processes with `perf record -g` (cpu-clock, kernel and user) for this many seconds
+    /// and print where their time goes: inclusive by function (system calls, softirq)
+    /// and flat (0: not at all).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    perf: u64,
     /// Diagnostics: record keepalive-d's heap allocations with heaptrack (preloaded)
     /// and print the allocation sites by peak memory (slows it down: the figures of
     /// such a run are not the benchmark's).
@@ -721,6 +727,9 @@ fn measure(
     if a.strace > 0 {
         strace(a.strace, root, listener)?;
     }
+    if a.perf > 0 {
+        perf(a.perf, root, listener)?;
+    }
     let start = start.ok_or("no warm-up mark")?;
     let window = end.at.duration_since(start.at).as_secs_f64();
     let cpu_total = procs.values().fold(Cpu::default(), |c, p| c.plus(p.cpu));
@@ -1337,6 +1346,64 @@ fn strace(secs: u64, root: i32, listener: &Listener) -> Result<(), BoxError> {
             _ => eprintln!("  {line}"),
         }
     }
+    Ok(())
+}
+
+/// Profiles the daemon's processes with `perf record -g` for `secs` seconds and prints
+/// the functions by inclusive time (what each system call costs, with the softirq work
+/// it triggers) and by exclusive time, with the checks done meanwhile.
+fn perf(secs: u64, root: i32, listener: &Listener) -> Result<(), BoxError> {
+    let data = std::env::temp_dir().join(format!("check-bench-perf-{root}.data"));
+    let pids: Vec<String> = descendants(root).iter().map(i32::to_string).collect();
+    let c0 = listener.count();
+    let t = Instant::now();
+    let out = std::process::Command::new("perf")
+        .args(["record", "-q", "-F", "999", "-g", "-o"])
+        .arg(&data)
+        .args(["-p", &pids.join(","), "--", "sleep", &secs.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("perf record: {e}"))?;
+    let checks = listener.count() - c0;
+    let took = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        eprintln!(
+            "  perf record: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    eprintln!(
+        "  perf record -g for {took:.1} s: {checks} checks accepted meanwhile ({:.0}/s)",
+        checks as f64 / took
+    );
+    let views: [(&str, &[&str]); 2] = [
+        (
+            "inclusive (children), by function",
+            &["--children", "--sort", "sym", "--percent-limit", "1.5"],
+        ),
+        (
+            "exclusive, by function",
+            &["--no-children", "--sort", "sym", "--percent-limit", "0.7"],
+        ),
+    ];
+    for (what, args) in views {
+        let report = std::process::Command::new("perf")
+            .args(["report", "--stdio", "-g", "none", "-i"])
+            .arg(&data)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|e| format!("perf report: {e}"))?;
+        eprintln!("  perf: {what}:");
+        for line in String::from_utf8_lossy(&report.stdout).lines() {
+            if !line.trim().is_empty() && !line.starts_with('#') {
+                eprintln!("  {line}");
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&data);
     Ok(())
 }
 
