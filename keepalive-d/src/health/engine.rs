@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::probe::{AnyProbe, Outcome, Probe, ProbeFactory, probe_bounded, timed_out};
+use super::tcp_batch::TcpBatch;
 use super::{
     Health, HealthError, HealthState, ProbeOutcome, Schedule, ServerId, Target, Transition,
 };
@@ -86,6 +87,7 @@ impl Checkers {
         let start = Instant::now();
         let count = targets.len();
         let mut tasks = JoinSet::new();
+        let mut tcp = Vec::new();
         for (index, (target, probe)) in targets.into_iter().zip(probes).enumerate() {
             let check = &target.check;
             let task = Task {
@@ -100,11 +102,22 @@ impl Checkers {
                 timeout: check.timeout,
             };
             match probe {
-                AnyProbe::Tcp(p) => tasks.spawn_on(task.run(p), &runtime),
+                AnyProbe::Tcp(p) => {
+                    tcp.push((task, p));
+                    continue;
+                }
                 AnyProbe::Http(p) => tasks.spawn_on(task.run(p), &runtime),
                 AnyProbe::Dns(p) => tasks.spawn_on(task.run(p), &runtime),
                 AnyProbe::Exec(p) => tasks.spawn_on(task.run(p), &runtime),
             };
+        }
+        if !tcp.is_empty() {
+            // All TCP checks on one task (see `tcp_batch`).
+            let batch = {
+                let _guard = runtime.enter();
+                TcpBatch::new(tcp).map_err(|source| HealthError::EventQueue { source })?
+            };
+            tasks.spawn_on(batch.run(), &runtime);
         }
         Ok(Checkers { tasks, slots })
     }
@@ -142,17 +155,18 @@ impl Checkers {
     }
 }
 
-/// One target's task: its schedule, its state and where it reports.
-struct Task {
+/// One target's task: its schedule, its state and where it reports (the TCP checks'
+/// batch keeps one per server too, and drives it the same way).
+pub(super) struct Task {
     id: ServerId,
     addr: SocketAddr,
     index: usize,
     slots: Arc<[Slot]>,
     events: UnboundedSender<Transition>,
-    start: Instant,
-    schedule: Schedule,
+    pub(super) start: Instant,
+    pub(super) schedule: Schedule,
     state: HealthState,
-    timeout: Duration,
+    pub(super) timeout: Duration,
 }
 
 impl Task {
@@ -201,14 +215,14 @@ impl Task {
     }
 
     /// The instant `offset` after the start (far in the future if that overflows).
-    fn at(&self, offset: Duration) -> Instant {
+    pub(super) fn at(&self, offset: Duration) -> Instant {
         self.start
             .checked_add(offset)
             .unwrap_or_else(|| self.start + FAR_FUTURE)
     }
 
     /// Feeds the state machine, publishes the outcome, reports a transition.
-    fn record(&mut self, outcome: Outcome) {
+    pub(super) fn record(&mut self, outcome: Outcome) {
         if let Err(why) = &outcome.result {
             tracing::debug!(server = %self.id, addr = %self.addr, "health check failed: {why}");
         }

@@ -16,6 +16,16 @@
 //!   allocate buffers anyway): between probes a task holds 400 to 600 bytes. Dropping the
 //!   [`Checkers`] (or [`Checkers::stop`]) aborts every task, and with it any probe in
 //!   flight.
+//! * **TCP checks on one task.** The exception: all `tcp` checks share one task and an
+//!   epoll queue of their own, as keepalived's checker does in C. Per probe: a
+//!   non-blocking `socket` and `connect`, one `epoll_ctl`, `close`; the queue's event
+//!   tells whether the connection completed (`SO_ERROR` is read only to describe a
+//!   failure) and closing the socket takes it out of the queue. Their starts are grouped
+//!   on a grid of `min(10 ms, interval / 100)`: a probe starts at the first grid point at
+//!   or after it is due (never early, and without drift: the next one is due an interval
+//!   after this one was). At 2,000 servers checked every second that is half the system
+//!   calls of a task per server, about 100 timer wake-ups a second instead of 2,000, and
+//!   272 bytes per server between probes (see `tcp_batch.rs`).
 //! * **Start-up spread.** The first probes of all targets are spread evenly over their
 //!   interval (target `i` of `n` at `interval * i / n`); after that a probe starts
 //!   `interval` after the previous probe of the same server started. The timeout is at
@@ -86,6 +96,7 @@ mod probe;
 mod schedule;
 mod state;
 mod tcp;
+mod tcp_batch;
 mod tls;
 
 use std::fmt;
@@ -276,6 +287,13 @@ pub enum HealthError {
         id: ServerId,
         /// What is wrong.
         reason: String,
+    },
+    /// The event queue of the TCP checks (an epoll instance) could not be created or
+    /// registered with the runtime (for example, out of file descriptors).
+    #[error("start health checks: cannot create the TCP checks' event queue: {source}")]
+    EventQueue {
+        /// What went wrong.
+        source: io::Error,
     },
     /// The query of a dns check cannot be encoded.
     #[error("dns check of {id}: cannot encode a query for `{query}`: {reason}")]

@@ -45,6 +45,16 @@ impl TcpProbe {
     pub(crate) fn new(addr: SocketAddr, source: Option<IpAddr>) -> Self {
         Self { addr, source }
     }
+
+    /// Where it connects.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The source address it binds to, if any.
+    pub(crate) fn source(&self) -> Option<IpAddr> {
+        self.source
+    }
 }
 
 impl Probe for TcpProbe {
