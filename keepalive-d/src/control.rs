@@ -647,7 +647,7 @@ impl StatusReport {
 // ---- human view -------------------------------------------------------------------------
 
 /// `1m12s`, `3h4m`, `2d5h`: an age for people.
-fn age(seconds: f64) -> String {
+pub(crate) fn age(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
         return "just now".to_owned();
     }

@@ -14,6 +14,7 @@ pub mod script_security;
 pub mod sd_notify;
 pub mod sync_follow;
 pub mod vrrp_io;
+pub mod watch;
 
 /// How the daemon stops: what it leaves behind for whoever comes next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,6 +9,7 @@
 //! keepalive-d ipvs zero                            `ipvsadm -Z`
 //! keepalive-d ipvs flush                           `ipvsadm -C`
 //! keepalive-d status [--json]       the running daemon's VRRP instances and virtual servers
+//! keepalive-d status --watch [--interval 1s] [--count N]   the same, refreshed like `top`
 //! keepalive-d reload                reload the running daemon's configuration
 //! keepalive-d drain SERVICE ADDR    weight 0 for a real server until `undrain`
 //! keepalive-d undrain SERVICE ADDR
@@ -99,10 +100,26 @@ enum Command {
     /// Show the running daemon's VRRP instances (state, priority, master, last transition)
     /// and virtual servers (health, last check, configured and kernel weights, IPVS
     /// counters and rates).
+    ///
+    /// With `--watch`, refresh it every `--interval` like `top`: per virtual server and
+    /// real server the health, the configured/kernel weight, active and inactive
+    /// connections, connections, packets and bytes per second in and out (the kernel's
+    /// rates), and the VRRP states. On a terminal the screen is redrawn in place; otherwise
+    /// each refresh is printed after the previous one (`--count N` stops after N).
     Status {
-        /// Print the status as a JSON document (stable: fields are only added).
+        /// Print the status as a JSON document (stable: fields are only added); with
+        /// `--watch`, one compact document per line at each refresh.
         #[arg(long)]
         json: bool,
+        /// Refresh until interrupted (Ctrl-C), or `--count` times.
+        #[arg(long)]
+        watch: bool,
+        /// Time between refreshes with `--watch`: 100ms to 1h, e.g. `500ms`, `2s`.
+        #[arg(long, value_name = "DURATION", default_value = "1s", requires = "watch", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Stop after N refreshes (`--watch`); 0 is refused.
+        #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
         /// The running daemon's control socket.
         #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
         control_socket: PathBuf,
@@ -199,7 +216,23 @@ fn main() -> ExitCode {
         },
         Command::Status {
             json,
+            watch: true,
+            interval,
+            count,
             control_socket,
+        } => keepalive_d::watch::watch(
+            &control_socket,
+            keepalive_d::watch::WatchOptions {
+                interval,
+                count,
+                json,
+                tty: std::io::stdout().is_terminal(),
+            },
+        ),
+        Command::Status {
+            json,
+            control_socket,
+            ..
         } => client(&control_socket, &Request::Status, json),
         Command::Reload { control_socket } => client(&control_socket, &Request::Reload, false),
         Command::Drain {
@@ -224,6 +257,11 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `--interval`: a duration of the configuration's syntax, 100ms to 1h.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    keepalive_d::watch::parse_interval(s).map_err(|e| e.to_string())
 }
 
 /// Sends `request` to the daemon on `socket`, prints the outcome; exit 0 or 1.
