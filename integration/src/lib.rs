@@ -2,12 +2,15 @@
 //!
 //! - [`lab`]: boots a real Linux kernel with IPVS under QEMU (`cargo lab ...`).
 //! - [`daemon`]: a `keepalive-d run` process in a test namespace.
+//! - [`dashboard`]: checks a Grafana dashboard's PromQL against the metrics keepalive-d
+//!   documents or exposes.
 //! - [`netns`]: fresh network namespaces for tests, removed when dropped.
 //! - [`lb_lab`]: the LVS NAT, DR and TUN layouts in namespaces, with real backends and a
 //!   client, for traffic tests.
 
 pub mod daemon;
 pub mod lab;
+pub mod dashboard;
 pub mod lb_lab;
 pub mod listener;
 pub mod netns;
