@@ -752,7 +752,10 @@ pub async fn drive(
         // has a whole master-down interval, from here, before a Backup would take over.
         let now = u.now();
         for i in 0..u.members.len() {
-            if u.core.member(i).is_some_and(|inst| inst.state() == State::Master) {
+            if u.core
+                .member(i)
+                .is_some_and(|inst| inst.state() == State::Master)
+            {
                 u.handle(i, now, Event::TimerFired(Timer::Advert));
             }
         }
