@@ -9,8 +9,8 @@
 //!   client, for traffic tests.
 
 pub mod daemon;
-pub mod lab;
 pub mod dashboard;
+pub mod lab;
 pub mod lb_lab;
 pub mod listener;
 pub mod netns;
