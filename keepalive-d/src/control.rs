@@ -431,6 +431,9 @@ pub struct RealServerReport {
     pub since_unix: Option<f64>,
     /// The last probe.
     pub last_check: Option<CheckReport>,
+    /// Probes run since its check started, by result (`null` without a check).
+    #[serde(default)]
+    pub probes: Option<ProbeCountReport>,
     /// Active connections (the kernel's).
     pub active_conns: u32,
     /// Inactive connections.
@@ -448,6 +451,15 @@ pub struct CheckReport {
     pub latency_seconds: f64,
     /// What it found (`HTTP 200`, `connection refused`, ...).
     pub detail: String,
+}
+
+/// Probes of one real server by result (the `keepalive_d_check_probes_total` counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeCountReport {
+    /// Probes that succeeded.
+    pub success: u64,
+    /// Probes that failed (timeouts included).
+    pub failure: u64,
 }
 
 /// A destination a reload removed, at weight 0 until its connections finish.
@@ -592,6 +604,10 @@ impl StatusReport {
                                 ok: o.ok,
                                 latency_seconds: o.latency.as_secs_f64(),
                                 detail: o.detail.clone(),
+                            }),
+                            probes: rs.probes.map(|p| ProbeCountReport {
+                                success: p.success,
+                                failure: p.failure,
                             }),
                             active_conns: d.active_conns,
                             inactive_conns: d.inactive_conns,
@@ -1628,6 +1644,11 @@ mod tests {
                         latency: Duration::from_micros(1500),
                         detail: "connected".into(),
                     }),
+                    probes: Some(crate::health::ProbeStats {
+                        success: 41,
+                        failure: 2,
+                        ..Default::default()
+                    }),
                     since: None,
                 }],
             }],
@@ -1664,6 +1685,13 @@ mod tests {
         assert_eq!(
             rs.last_check.as_ref().map(|c| c.latency_seconds),
             Some(0.0015)
+        );
+        assert_eq!(
+            rs.probes,
+            Some(ProbeCountReport {
+                success: 41,
+                failure: 2
+            })
         );
         let ipvs = r.ipvs.clone().unwrap_or_else(|| panic!("no ipvs"));
         assert_eq!((ipvs.writes, ipvs.drift_repairs), (4, 1));

@@ -17,7 +17,6 @@
 //! or 400, always with `Content-Length` and `Connection: close`, and closes the
 //! connection. At most [`MAX_CONNECTIONS`] are served at once.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -37,7 +36,7 @@ use tokio::sync::Semaphore;
 use vrrp_proto::State;
 
 use crate::control::{Context, Snapshot, quorum_name, server_state_name, unix_seconds};
-use crate::health::ProbeOutcome;
+use crate::health::{PROBE_BUCKETS, ProbeStats};
 use crate::lvs::desired::{QuorumState, ServerState};
 
 /// Longest request head accepted, in bytes.
@@ -55,55 +54,10 @@ pub const MAX_CONNECTIONS: usize = 8;
 /// The `Content-Type` of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Upper bounds (seconds) of the probe latency histogram's buckets (`+Inf` follows).
-pub const PROBE_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
-
-/// Probe results and latencies of one real server, accumulated since its checks started:
-/// the input of `keepalive_d_check_probes_total` and `keepalive_d_check_duration_seconds`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ProbeStats {
-    /// Probes that succeeded.
-    pub ok: u64,
-    /// Probes that failed (timeouts included).
-    pub failed: u64,
-    /// Sum of all latencies, in seconds.
-    pub latency_sum: f64,
-    /// Probes per bucket of [`PROBE_BUCKETS`], not cumulative; one more for `+Inf`.
-    pub buckets: [u64; PROBE_BUCKETS.len() + 1],
-}
-
-impl ProbeStats {
-    /// Counts one probe.
-    pub fn observe(&mut self, outcome: &ProbeOutcome) {
-        if outcome.ok {
-            self.ok = self.ok.saturating_add(1);
-        } else {
-            self.failed = self.failed.saturating_add(1);
-        }
-        let s = outcome.latency.as_secs_f64();
-        self.latency_sum += s;
-        let i = PROBE_BUCKETS
-            .iter()
-            .position(|b| s <= *b)
-            .unwrap_or(PROBE_BUCKETS.len());
-        if let Some(b) = self.buckets.get_mut(i) {
-            *b = b.saturating_add(1);
-        }
-    }
-}
-
-/// Probe statistics by (virtual server name, real server address).
-pub type ProbeMap = BTreeMap<(String, SocketAddr), ProbeStats>;
-
-/// Encodes `snap` (and the probe statistics `probes`) in the OpenMetrics text format.
-pub fn encode(snap: &Snapshot, probes: &ProbeMap) -> Result<String, fmt::Error> {
+/// Encodes `snap` in the OpenMetrics text format.
+pub fn encode(snap: &Snapshot) -> Result<String, fmt::Error> {
     let mut registry = Registry::with_prefix("keepalive_d");
-    registry.register_collector(Box::new(SnapshotCollector {
-        snap: snap.clone(),
-        probes: probes.clone(),
-    }));
+    registry.register_collector(Box::new(SnapshotCollector { snap: snap.clone() }));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
@@ -113,7 +67,6 @@ pub fn encode(snap: &Snapshot, probes: &ProbeMap) -> Result<String, fmt::Error> 
 #[derive(Debug)]
 struct SnapshotCollector {
     snap: Snapshot,
-    probes: ProbeMap,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -456,39 +409,56 @@ impl SnapshotCollector {
     }
 
     fn probes(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
-        let label = |(svc, addr): &(String, SocketAddr)| -> Labels {
-            vec![("service", svc.clone()), ("server", addr.to_string())]
-        };
+        let services = self
+            .snap
+            .lvs
+            .as_ref()
+            .map_or(&[][..], |l| l.services.as_slice());
+        // (labels, stats) of every checked real server.
+        let probed: Vec<(Labels, &ProbeStats)> = services
+            .iter()
+            .flat_map(|s| {
+                s.real_servers.iter().filter_map(|r| {
+                    let p = r.probes.as_ref()?;
+                    Some((
+                        vec![
+                            ("service", s.name.clone()),
+                            ("server", r.address.to_string()),
+                        ],
+                        p,
+                    ))
+                })
+            })
+            .collect();
         counters(
             enc,
             "check_probes",
             "Health-check probes run, by result (success, failure).",
-            self.probes
+            probed
                 .iter()
-                .flat_map(|(k, p)| {
-                    [("success", p.ok), ("failure", p.failed)].map(|(res, n)| {
-                        let mut l = label(k);
+                .flat_map(|(l, p)| {
+                    [("success", p.success), ("failure", p.failure)].map(|(res, n)| {
+                        let mut l = l.clone();
                         l.push(("result", res.to_owned()));
                         (l, n)
                     })
                 })
                 .collect(),
         )?;
-        let rows: Vec<(Labels, ConstHistogram)> = self
-            .probes
-            .iter()
-            .map(|(k, p)| {
+        let rows: Vec<(Labels, ConstHistogram)> = probed
+            .into_iter()
+            .map(|(l, p)| {
                 let buckets = PROBE_BUCKETS
                     .iter()
-                    .copied()
+                    .map(Duration::as_secs_f64)
                     .chain(std::iter::once(f64::MAX))
                     .zip(p.buckets.iter().copied())
                     .collect();
                 (
-                    label(k),
+                    l,
                     ConstHistogram {
-                        sum: p.latency_sum,
-                        count: p.ok.saturating_add(p.failed),
+                        sum: p.latency_sum().as_secs_f64(),
+                        count: p.count(),
                         buckets,
                     },
                 )
@@ -847,7 +817,7 @@ pub async fn respond<R: tokio::io::AsyncRead + Unpin>(
     }
     let mut response = match path {
         "/metrics" => match tokio::time::timeout(SCRAPE_TIMEOUT, ctx.snapshot()).await {
-            Ok(snap) => match encode(&snap, &ProbeMap::new()) {
+            Ok(snap) => match encode(&snap) {
                 Ok(body) => HttpResponse {
                     status: "200 OK",
                     content_type: CONTENT_TYPE,
@@ -885,6 +855,7 @@ async fn connection(mut stream: tokio::net::TcpStream, ctx: &Context) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::ProbeOutcome;
     use crate::lvs::{Counters, LvsStatus, RealServerStatus, ServiceStatus};
     use crate::vrrp_io::{InstanceStatus, ReceiveError, StatusMap};
 
@@ -898,12 +869,22 @@ mod tests {
         let key: ipvs::ServiceKey = "tcp 192.0.2.10:80"
             .parse()
             .unwrap_or_else(|e| panic!("{e}"));
+        // Three probes of 10.0.0.1 (2 ms, 30 ms, a 1 s failure); none yet of 10.0.0.2.
+        let mut probes = ProbeStats::default();
+        for (ok, ms) in [(true, 2), (true, 30), (false, 1000)] {
+            probes.observe(ok, Duration::from_millis(ms));
+        }
         let rs = |a: [u8; 4], state, last: Option<ProbeOutcome>| RealServerStatus {
             address: SocketAddr::from((a, 80)),
             weight: 10,
             checked: true,
             state,
             drained: false,
+            probes: Some(if last.is_some() {
+                probes
+            } else {
+                ProbeStats::default()
+            }),
             last,
             since: None,
         };
@@ -927,6 +908,11 @@ mod tests {
                             }),
                         ),
                         rs([10, 0, 0, 2], ServerState::Down, None),
+                        RealServerStatus {
+                            checked: false,
+                            probes: None,
+                            ..rs([10, 0, 0, 3], ServerState::Up, None)
+                        },
                     ],
                 }],
                 counters: Counters {
@@ -948,17 +934,7 @@ mod tests {
 
     #[test]
     fn encodes_vrrp_virtual_servers_and_counters() {
-        let mut probes = ProbeMap::new();
-        let mut p = ProbeStats::default();
-        for (ok, ms) in [(true, 2), (true, 30), (false, 1000)] {
-            p.observe(&ProbeOutcome {
-                ok,
-                latency: Duration::from_millis(ms),
-                detail: String::new(),
-            });
-        }
-        probes.insert(("web".into(), SocketAddr::from(([10, 0, 0, 1], 80))), p);
-        let text = encode(&snapshot(), &probes).unwrap_or_else(|e| panic!("{e}"));
+        let text = encode(&snapshot()).unwrap_or_else(|e| panic!("{e}"));
         for line in [
             "# TYPE keepalive_d_vrrp_state gauge",
             "keepalive_d_vrrp_state{instance=\"vi1\",state=\"master\"} 1",
@@ -971,7 +947,7 @@ mod tests {
             "keepalive_d_vrrp_receive_errors_total{instance=\"vi1\",reason=\"bad_ttl\"} 1",
             "keepalive_d_vrrp_receive_errors_total{instance=\"vi1\",reason=\"auth_mismatch\"} 0",
             "keepalive_d_virtual_server_quorum{service=\"web\",state=\"met\"} 1",
-            "keepalive_d_real_servers{service=\"web\",state=\"up\"} 1",
+            "keepalive_d_real_servers{service=\"web\",state=\"up\"} 2",
             "keepalive_d_real_servers{service=\"web\",state=\"down\"} 1",
             "keepalive_d_real_server_up{service=\"web\",server=\"10.0.0.1:80\"} 1",
             "keepalive_d_real_server_up{service=\"web\",server=\"10.0.0.2:80\"} 0",
@@ -981,9 +957,16 @@ mod tests {
             "keepalive_d_check_probes_total{service=\"web\",server=\"10.0.0.1:80\",result=\"success\"} 2",
             "keepalive_d_check_probes_total{service=\"web\",server=\"10.0.0.1:80\",result=\"failure\"} 1",
             "keepalive_d_check_duration_seconds_count{service=\"web\",server=\"10.0.0.1:80\"} 3",
+            "keepalive_d_check_duration_seconds_sum{service=\"web\",server=\"10.0.0.1:80\"} 1.032",
+            "keepalive_d_check_duration_seconds_bucket{le=\"0.0005\",service=\"web\",server=\"10.0.0.1:80\"} 0",
             "keepalive_d_check_duration_seconds_bucket{le=\"0.0025\",service=\"web\",server=\"10.0.0.1:80\"} 1",
             "keepalive_d_check_duration_seconds_bucket{le=\"0.05\",service=\"web\",server=\"10.0.0.1:80\"} 2",
+            "keepalive_d_check_duration_seconds_bucket{le=\"1.0\",service=\"web\",server=\"10.0.0.1:80\"} 3",
             "keepalive_d_check_duration_seconds_bucket{le=\"+Inf\",service=\"web\",server=\"10.0.0.1:80\"} 3",
+            // A checked server not probed yet: zero counts, present from the start.
+            "keepalive_d_check_probes_total{service=\"web\",server=\"10.0.0.2:80\",result=\"success\"} 0",
+            "keepalive_d_check_probes_total{service=\"web\",server=\"10.0.0.2:80\",result=\"failure\"} 0",
+            "keepalive_d_check_duration_seconds_count{service=\"web\",server=\"10.0.0.2:80\"} 0",
             "keepalive_d_ipvs_up 0",
             "keepalive_d_ipvs_reconciles_total 5",
             "keepalive_d_ipvs_writes_total 7",
@@ -1004,6 +987,12 @@ mod tests {
         );
         // No check has run on 10.0.0.2 yet.
         assert!(!text.contains("check_last_success{service=\"web\",server=\"10.0.0.2:80\"}"));
+        // 10.0.0.3 has no check: no probe series.
+        assert!(!text.contains("server=\"10.0.0.3:80\",result="), "{text}");
+        assert!(
+            !text.contains("check_duration_seconds_count{service=\"web\",server=\"10.0.0.3:80\"}"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1012,7 +1001,7 @@ mod tests {
         snap.has_lvs = false;
         snap.lvs = None;
         snap.kernel = None;
-        let text = encode(&snap, &ProbeMap::new()).unwrap_or_else(|e| panic!("{e}"));
+        let text = encode(&snap).unwrap_or_else(|e| panic!("{e}"));
         assert!(text.contains("keepalive_d_vrrp_state{"), "{text}");
         assert!(!text.contains("ipvs"), "{text}");
         assert!(!text.contains("real_server"), "{text}");

@@ -18,7 +18,8 @@ use keepalive_d::config::{
     BodyPattern, Check, CheckKind, Command, DnsCheck, DnsRecordType, DnsTransport, HttpCheck,
 };
 use keepalive_d::health::{
-    Checkers, Health, HealthError, ProbeOutcome, ServerId, Target, Transition, probe_once,
+    Checkers, Health, HealthError, ProbeOutcome, ProbeStats, ServerId, Target, Transition,
+    probe_once,
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::ServerConfig;
@@ -1126,6 +1127,75 @@ async fn checkers_spread_the_first_probes_over_the_interval() {
     }
     drop(checkers);
     server.abort();
+}
+
+#[tokio::test]
+async fn checkers_count_every_probe_by_result_with_its_latency() {
+    // One server that accepts (each probe is one accepted connection) and one refused
+    // port, probed every 20 ms; the first starts from counts carried over (a reload).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let server = count_accepts(listener, accepted.clone());
+    let mut c = check(CheckKind::Tcp, ms(20));
+    c.interval = ms(20);
+    let other = ServerId {
+        service: 0,
+        server: 1,
+    };
+    let targets = vec![
+        target(addr, c.clone()),
+        Target {
+            id: other,
+            ..target(refused, c)
+        },
+    ];
+    let carried = ProbeStats {
+        success: 100,
+        failure: 7,
+        latency_sum_nanos: 1_000_000_000,
+        buckets: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 107, 0, 0],
+    };
+    let (tx, _rx) = unbounded_channel();
+    let checkers = Checkers::spawn_with_stats(targets, vec![carried], tx).unwrap();
+    assert_eq!(
+        checkers.probe_stats(),
+        [(ID, carried), (other, ProbeStats::default())]
+    );
+    tokio::time::sleep(ms(500)).await;
+    let mid = checkers.probe_stats();
+    tokio::time::sleep(ms(200)).await;
+    let stats = checkers.probe_stats();
+    checkers.stop();
+    let accepted = accepted.load(Ordering::SeqCst) as u64;
+    server.abort();
+
+    let (up, down) = (stats[0].1, stats[1].1);
+    assert_eq!((stats[0].0, stats[1].0), (ID, other));
+    // Every accepted connection is one successful probe (the last may have been
+    // accepted just before the stop aborted its probe), on top of the carried counts.
+    assert!(accepted >= 5, "only {accepted} probes in 700 ms");
+    assert!(
+        (accepted.saturating_sub(1)..=accepted).contains(&(up.success - 100)),
+        "{} successes counted, {accepted} connections accepted",
+        up.success - 100
+    );
+    assert_eq!(up.failure, 7);
+    assert_eq!(down.success, 0);
+    assert!(down.failure >= 5, "{down:?}");
+    for (p, before) in [(up, mid[0].1), (down, mid[1].1)] {
+        // Counters only grow; the histogram counts every probe once.
+        assert!(p.count() > before.count(), "{before:?} then {p:?}");
+        assert_eq!(p.buckets.iter().sum::<u64>(), p.count(), "{p:?}");
+        assert!(p.latency_sum_nanos > before.latency_sum_nanos, "{p:?}");
+    }
+    // The carried probes stay in their bucket; on loopback a probe takes well under 1 s.
+    assert_eq!(up.buckets[10], 107);
+    assert!(up.latency_sum() >= Duration::from_secs(1));
 }
 
 #[tokio::test]

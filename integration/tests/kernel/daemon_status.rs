@@ -1,8 +1,10 @@
 //! `keepalive-d status`, the metrics endpoint and `drain`/`undrain`/`reload` over the
 //! control socket, against the real kernel: the status document and the metrics agree with
 //! the kernel's table (`ipvsadm -S -n`, `ipvsadm -L -n --stats --exact`, `--rate`) and
-//! with health; `drain` sets weight 0 in the kernel and survives a reload; `undrain`
-//! restores the weight; a broken file is refused with file:line:col.
+//! with health; the probe counters agree with the probes the real servers saw and the
+//! failures the daemon logged, grow, and survive a reload; `drain` sets weight 0 in the
+//! kernel and survives a reload; `undrain` restores the weight; a broken file is refused
+//! with file:line:col.
 //!
 //! Real servers are TCP listeners on 127.0.0.x inside the test's namespace; a client in
 //! the same namespace connects to the VIP (a local address), which IPVS schedules like any
@@ -185,6 +187,103 @@ fn traffic(ns: &TestNs, n: usize) -> usize {
     .unwrap()
 }
 
+const SERVERS: [&str; 3] = ["127.0.0.11:80", "127.0.0.12:80", "127.0.0.13:80"];
+
+/// `keepalive_d_check_probes_total` of `addr` by result (success, failure), and the
+/// count, `+Inf` bucket and sum of its `keepalive_d_check_duration_seconds`.
+fn probe_metrics(body: &str, addr: &str) -> ([u64; 2], [u64; 2], f64) {
+    let l = format!("service=\"web\",server=\"{addr}\"");
+    let n = |series: String| {
+        sample(body, &series).unwrap_or_else(|| panic!("no sample {series} in:\n{body}"))
+    };
+    let probes = ["success", "failure"].map(|r| {
+        n(format!(
+            "keepalive_d_check_probes_total{{{l},result=\"{r}\"}}"
+        )) as u64
+    });
+    let hist = [
+        n(format!("keepalive_d_check_duration_seconds_count{{{l}}}")) as u64,
+        n(format!(
+            "keepalive_d_check_duration_seconds_bucket{{le=\"+Inf\",{l}}}"
+        )) as u64,
+    ];
+    let sum = n(format!("keepalive_d_check_duration_seconds_sum{{{l}}}"));
+    (probes, hist, sum)
+}
+
+/// Probes of `addr` by result in a status document.
+fn status_probes(status: &serde_json::Value, addr: &str) -> [u64; 2] {
+    let p = &real_server(status, addr)["probes"];
+    ["success", "failure"].map(|r| {
+        p[r].as_u64()
+            .unwrap_or_else(|| panic!("no probes.{r} for {addr} in {status}"))
+    })
+}
+
+/// The daemon's `health check failed` lines (debug) for `addr`.
+fn logged_failures(d: &Daemon, addr: &str) -> u64 {
+    let tag = format!("addr={addr}");
+    d.log()
+        .lines()
+        .filter(|l| l.contains("health check failed") && l.contains(&tag))
+        .count() as u64
+}
+
+/// Every probe is counted, once, by result: the metrics and the status agree with the
+/// connections the two live real servers accepted (a TCP check is one connection) and
+/// with the failures the daemon logged for the refused one; the histogram counts every
+/// probe. Probes go on meanwhile, so each figure must lie between the reference read
+/// before and the one read after. Returns the counts of the scrape.
+fn check_probe_counts(ns: &TestNs, d: &Daemon, socket: &Path, rs: &[Listener; 2]) -> Vec<[u64; 2]> {
+    let accepted_before = rs.each_ref().map(Listener::accepted);
+    let logged_before = logged_failures(d, SERVERS[2]);
+    let body = scrape(ns);
+    let status = status_json(socket);
+    // The connection of a probe in flight is accepted before the probe's result is
+    // counted, and the daemon's log is read through a pipe: let both catch up.
+    std::thread::sleep(Duration::from_millis(300));
+    let accepted_after = rs.each_ref().map(Listener::accepted);
+    let logged_after = logged_failures(d, SERVERS[2]);
+    let mut counts = Vec::new();
+    for (i, addr) in SERVERS.iter().enumerate() {
+        let (probes, [count, inf], sum) = probe_metrics(&body, addr);
+        let [success, failure] = probes;
+        assert_eq!(count, success + failure, "{addr}: histogram count");
+        assert_eq!(inf, count, "{addr}: +Inf bucket");
+        assert!(count > 0 && sum > 0.0, "{addr}: {count} probes, {sum} s");
+        let (lo, hi) = if i < 2 {
+            // One success per accepted connection (a timed-out probe may have been
+            // accepted too).
+            (
+                accepted_before[i].saturating_sub(2 + failure),
+                accepted_after[i],
+            )
+        } else {
+            assert_eq!(success, 0, "{addr} refuses every connection");
+            (logged_before, logged_after)
+        };
+        let counted = if i < 2 { success } else { failure };
+        assert!(
+            (lo..=hi).contains(&counted),
+            "{addr}: {counted} probes counted, between {lo} and {hi} expected\n{body}"
+        );
+        // The status, read after the scrape, counts at least as many, within the same
+        // bounds.
+        let st = status_probes(&status, addr);
+        assert!(
+            st[0] >= success && st[1] >= failure,
+            "{addr}: {st:?} {probes:?}"
+        );
+        let st_counted = if i < 2 { st[0] } else { st[1] };
+        assert!(
+            st_counted <= hi,
+            "{addr}: status {st:?}, at most {hi} expected"
+        );
+        counts.push(probes);
+    }
+    counts
+}
+
 fn setup(tag: &str) -> TestNs {
     let ns = TestNs::new(tag).unwrap();
     // The VIP is a local address: the namespace's own client reaches IPVS through it.
@@ -200,8 +299,9 @@ fn setup(tag: &str) -> TestNs {
 fn status_and_metrics_agree_with_the_kernel_and_health() {
     let ns = setup("kad-status");
     // 127.0.0.13 never answers: down after its first probe.
-    let _rs = [listen(&ns, "127.0.0.11:80"), listen(&ns, "127.0.0.12:80")];
-    let d = Daemon::start(&ns, &config(50), "info").unwrap();
+    let rs = [listen(&ns, "127.0.0.11:80"), listen(&ns, "127.0.0.12:80")];
+    // Failed probes are logged at debug level: the reference for their count.
+    let d = Daemon::start(&ns, &config(50), "info,keepalive_d::health=debug").unwrap();
     let socket = Daemon::control_socket(&ns);
     wait_table(&ns, &d, &[HEAD, RS1, RS2], Duration::from_secs(20));
     // Every server probed at least once (the down one included).
@@ -219,6 +319,8 @@ fn status_and_metrics_agree_with_the_kernel_and_health() {
         assert!(start.elapsed() < Duration::from_secs(20), "{s}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Before any client traffic, the real servers' only connections are probes.
+    let first = check_probe_counts(&ns, &d, &socket, &rs);
 
     let sent = traffic(&ns, 20);
     eprintln!("{sent} connections to the VIP");
@@ -410,6 +512,36 @@ fn status_and_metrics_agree_with_the_kernel_and_health() {
     assert!(m("keepalive_d_ipvs_reconciles_total") >= 1.0);
     assert!(m("keepalive_d_ipvs_writes_total") >= 3.0);
     assert_eq!(m("keepalive_d_ipvs_failed_writes_total"), 0.0);
+
+    // The probe counters grew since the first look (a probe every 500 ms, several
+    // seconds ago), each by result.
+    let later: Vec<[u64; 2]> = SERVERS.iter().map(|a| probe_metrics(body, a).0).collect();
+    for (i, addr) in SERVERS.iter().enumerate() {
+        let grown = if i < 2 { 0 } else { 1 };
+        assert!(
+            later[i][grown] > first[i][grown] + 2,
+            "{addr}: {:?} then {:?}",
+            first[i],
+            later[i]
+        );
+    }
+    // A reload that keeps the checks keeps the counts: no counter goes back.
+    let out = cli(&["reload", "--control-socket", socket.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("3 real servers kept their health"),
+        "{}",
+        text(&out.stdout)
+    );
+    let body = scrape(&ns);
+    for (i, addr) in SERVERS.iter().enumerate() {
+        let (after, _, _) = probe_metrics(&body, addr);
+        assert!(
+            after[0] >= later[i][0] && after[1] >= later[i][1],
+            "{addr}: {:?} before the reload, {after:?} after",
+            later[i]
+        );
+    }
 
     let (code, log) = d.stop(Duration::from_secs(20)).unwrap();
     assert_eq!(code, Some(0), "{log}");

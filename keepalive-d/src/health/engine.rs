@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use super::probe::{AnyProbe, Outcome, Probe, ProbeFactory, probe_bounded, timed_out};
 use super::tcp_batch::TcpBatch;
 use super::{
-    Health, HealthError, HealthState, ProbeOutcome, Schedule, ServerId, Target, Transition,
+    Health, HealthError, HealthState, ProbeOutcome, ProbeStats, Schedule, ServerId, Target,
+    Transition,
 };
 
 /// Where a schedule beyond what `Instant` can hold ends up (about 30 years, as tokio does).
@@ -31,6 +32,8 @@ struct Slot {
 struct SlotState {
     health: Option<Health>,
     last: Option<Outcome>,
+    /// Every probe's result and latency, counted under the same lock as `last`.
+    probes: ProbeStats,
 }
 
 /// The running checks; dropping it (or calling [`stop`](Self::stop)) aborts every probe
@@ -60,6 +63,17 @@ impl Checkers {
         targets: Vec<Target>,
         events: UnboundedSender<Transition>,
     ) -> Result<Checkers, HealthError> {
+        Self::spawn_with_stats(targets, Vec::new(), events)
+    }
+
+    /// [`spawn`](Self::spawn), each target's [`ProbeStats`] starting from the entry at the
+    /// same index of `stats` (from zero past its end): a reload carries over the counts of
+    /// the servers whose check it keeps.
+    pub fn spawn_with_stats(
+        targets: Vec<Target>,
+        stats: Vec<ProbeStats>,
+        events: UnboundedSender<Transition>,
+    ) -> Result<Checkers, HealthError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| HealthError::NoRuntime)?;
         let mut seen = BTreeSet::new();
         let mut factory = ProbeFactory::new();
@@ -74,6 +88,7 @@ impl Checkers {
             probes.push(factory.build(target)?);
         }
         drop(factory);
+        let mut stats = stats.into_iter();
         let slots: Arc<[Slot]> = targets
             .iter()
             .map(|t| Slot {
@@ -81,6 +96,7 @@ impl Checkers {
                 state: Mutex::new(SlotState {
                     health: t.initial,
                     last: None,
+                    probes: stats.next().unwrap_or_default(),
                 }),
             })
             .collect();
@@ -135,6 +151,22 @@ impl Checkers {
                     (state.health, state.last.clone())
                 };
                 (slot.id, health, last.as_ref().map(Outcome::to_public))
+            })
+            .collect()
+    }
+
+    /// Every server's probe counts and latency histogram since its check started, in the
+    /// order of the targets (each server's entry is locked for a copy only).
+    pub fn probe_stats(&self) -> Vec<(ServerId, ProbeStats)> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let probes = slot
+                    .state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .probes;
+                (slot.id, probes)
             })
             .collect()
     }
@@ -221,7 +253,7 @@ impl Task {
             .unwrap_or_else(|| self.start + FAR_FUTURE)
     }
 
-    /// Feeds the state machine, publishes the outcome, reports a transition.
+    /// Feeds the state machine, publishes and counts the outcome, reports a transition.
     pub(super) fn record(&mut self, outcome: Outcome) {
         if let Err(why) = &outcome.result {
             tracing::debug!(server = %self.id, addr = %self.addr, "health check failed: {why}");
@@ -235,6 +267,7 @@ impl Task {
         if let Some(slot) = self.slots.get(self.index) {
             let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.health = self.state.health();
+            state.probes.observe(outcome.ok(), outcome.latency);
             state.last = Some(outcome);
         }
         if let Some(t) = transition {

@@ -9,7 +9,9 @@
 //! * **One task per target.** [`Checkers::spawn`] starts one lightweight tokio task per
 //!   real server on the current runtime: it sleeps until the next probe is due, runs the
 //!   probe, feeds the result to its [`HealthState`], publishes the outcome for
-//!   [`Checkers::snapshot`] and sends a [`Transition`] when the health changes. No thread
+//!   [`Checkers::snapshot`], counts it in its [`ProbeStats`] (by result, with a latency
+//!   histogram; read by [`Checkers::probe_stats`]) and sends a [`Transition`] when the
+//!   health changes. No thread
 //!   per probe, no task per probe. One timer per task serves both the schedule and the
 //!   probe's timeout. Each kind of probe has its own task type, and the state of an HTTP,
 //!   HTTPS, DNS or exec probe in flight is allocated for the probe only (those probes
@@ -95,6 +97,7 @@ mod http;
 mod probe;
 mod schedule;
 mod state;
+mod stats;
 mod tcp;
 mod tcp_batch;
 mod tls;
@@ -110,6 +113,7 @@ use crate::config::{Check, Config};
 pub use engine::{Checkers, probe_once};
 pub use schedule::{Schedule, first_offset};
 pub use state::HealthState;
+pub use stats::{PROBE_BUCKETS, ProbeStats};
 
 /// Identifies one real server's check: indexes into `Config::virtual_servers` and its
 /// `real_servers`.

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::StopMode;
 use crate::config::{IpvsSettings, OnStop, VirtualServer};
-use crate::health::{Checkers, Health, ProbeOutcome, ServerId, Target, Transition};
+use crate::health::{Checkers, Health, ProbeOutcome, ProbeStats, ServerId, Target, Transition};
 use desired::{DesiredError, DesiredTable, QuorumState, ServerState};
 
 /// Why the virtual-server program could not start or stopped with an error.
@@ -167,6 +167,9 @@ pub struct RealServerStatus {
     pub drained: bool,
     /// The last probe's outcome (result, latency, detail).
     pub last: Option<ProbeOutcome>,
+    /// Every probe since its check started (kept across reloads that keep the check);
+    /// `None` without a check.
+    pub probes: Option<ProbeStats>,
     /// When its health last changed (since the daemon started or reloaded).
     pub since: Option<SystemTime>,
 }
@@ -262,11 +265,13 @@ impl LvsHandle {
 /// anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A real server's health before a reload: state, since when, and the check that found it.
+/// A real server's health before a reload: state, since when, the check that found it and
+/// its probe counts.
 type KnownHealth = (
     ServerState,
     Option<SystemTime>,
     Option<crate::config::Check>,
+    ProbeStats,
 );
 
 /// The running program's state.
@@ -464,12 +469,14 @@ impl Program {
 
     fn status(&self) -> LvsStatus {
         let mut last: BTreeMap<ServerId, ProbeOutcome> = BTreeMap::new();
+        let mut probes: BTreeMap<ServerId, ProbeStats> = BTreeMap::new();
         if let Some(c) = &self.checkers {
             for (id, _, outcome) in c.snapshot() {
                 if let Some(o) = outcome {
                     last.insert(id, o);
                 }
             }
+            probes.extend(c.probe_stats());
         }
         let services = self
             .servers
@@ -497,6 +504,7 @@ impl Program {
                             },
                             drained: self.is_drained(id),
                             last: last.get(&id).cloned(),
+                            probes: probes.get(&id).copied(),
                             since: self
                                 .since
                                 .get(si)
@@ -560,7 +568,12 @@ impl Program {
             .await
             .map_err(LvsError::Read)?
             .into_table();
-        // Old health by (service key, address, check).
+        // Old probe counts by server, then old health by (service key, address, check).
+        let old_stats: BTreeMap<ServerId, ProbeStats> = self
+            .checkers
+            .as_ref()
+            .map(|c| c.probe_stats().into_iter().collect())
+            .unwrap_or_default();
         let mut old: BTreeMap<(ipvs::ServiceKey, SocketAddr), KnownHealth> = BTreeMap::new();
         for (si, vs) in self.servers.iter().enumerate() {
             let Ok(key) = desired::service_key(&vs.key) else {
@@ -579,7 +592,12 @@ impl Program {
                     .flatten();
                 old.insert(
                     (key, rs.address),
-                    (self.health.get(id), since, rs.check.clone()),
+                    (
+                        self.health.get(id),
+                        since,
+                        rs.check.clone(),
+                        old_stats.get(&id).copied().unwrap_or_default(),
+                    ),
                 );
             }
         }
@@ -590,15 +608,14 @@ impl Program {
             .map(|vs| vec![None; vs.real_servers.len()])
             .collect();
         let mut report = ReloadReport::default();
+        let mut stats = Vec::with_capacity(targets.len());
         for t in &mut targets {
-            let Some(vs) = servers.get(t.id.service) else {
-                continue;
-            };
-            let Ok(key) = desired::service_key(&vs.key) else {
-                continue;
-            };
-            match old.get(&(key, t.addr)) {
-                Some((state, when, Some(check))) if *check == t.check => {
+            let known = servers
+                .get(t.id.service)
+                .and_then(|vs| desired::service_key(&vs.key).ok())
+                .and_then(|key| old.get(&(key, t.addr)));
+            match known {
+                Some((state, when, Some(check), probes)) if *check == t.check => {
                     t.initial = match state {
                         ServerState::Up => Some(Health::Up),
                         ServerState::Down => Some(Health::Down),
@@ -611,9 +628,13 @@ impl Program {
                     {
                         *slot = *when;
                     }
+                    stats.push(*probes);
                     report.kept += 1;
                 }
-                _ => report.fresh += 1,
+                _ => {
+                    stats.push(ProbeStats::default());
+                    report.fresh += 1;
+                }
             }
         }
         // Keep quorum states of services that stay.
@@ -627,7 +648,11 @@ impl Program {
         if let Some(c) = self.checkers.take() {
             c.stop();
         }
-        self.checkers = Some(Checkers::spawn(targets, self.events.clone())?);
+        self.checkers = Some(Checkers::spawn_with_stats(
+            targets,
+            stats,
+            self.events.clone(),
+        )?);
         // Services no longer configured retire through a drain.
         for k in &self.owned {
             if !owned.contains(k) {
