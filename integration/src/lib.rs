@@ -7,6 +7,7 @@
 //! - [`netns`]: fresh network namespaces for tests, removed when dropped.
 //! - [`lb_lab`]: the LVS NAT, DR and TUN layouts in namespaces, with real backends and a
 //!   client, for traffic tests.
+//! - [`vrrp_bench`]: VRRP failover of keepalived and keepalive-d measured on the wire.
 
 pub mod daemon;
 pub mod dashboard;
@@ -15,3 +16,4 @@ pub mod lb_lab;
 pub mod listener;
 pub mod netns;
 pub mod nlmon;
+pub mod vrrp_bench;
