@@ -42,6 +42,7 @@ use super::addr::{LinkMonitor, Rtnl};
 use super::garp::{GarpSocket, frame};
 use super::notify::{Notifier, NotifySpec};
 use super::socket::{Datagram, VrrpSocket, group};
+use super::timer::PreciseTimer;
 use super::{
     InstanceStatus, ReceiveError, ReceiveErrors, StateChange, StatusMap, TrackScript,
     VirtualAddress,
@@ -439,7 +440,7 @@ impl Unit {
     /// Queues every member's stop commands and waits until they have finished, while
     /// the Masters keep advertising (their timers only fire). Bounded: each command is
     /// killed at the notify timeout.
-    async fn run_stop_commands(&mut self) {
+    async fn run_stop_commands(&mut self, timer: &PreciseTimer) {
         let mut waits = Vec::new();
         for (i, m) in self.members.iter_mut().enumerate() {
             let Some(inst) = self.core.member(i) else {
@@ -473,7 +474,7 @@ impl Unit {
             tokio::select! {
                 biased;
                 () = &mut all => return,
-                () = sleep_until(deadline) => {
+                () = timer.sleep_until(deadline) => {
                     let masters: Vec<bool> =
                         (0..self.members.len()).map(|i| self.is_master(i)).collect();
                     self.fire_due_of(|i| masters.get(i).copied().unwrap_or(false));
@@ -703,6 +704,7 @@ pub async fn drive(
         };
         u.handle(i, now, event);
     }
+    let timer = PreciseTimer::new();
     loop {
         let deadline = u.next_deadline().map(|t| u.epoch + t.since_epoch());
         tokio::select! {
@@ -738,7 +740,7 @@ pub async fn drive(
                     break;
                 }
             },
-            () = sleep_until(deadline) => u.fire_due(),
+            () = timer.sleep_until(deadline) => u.fire_due(),
         }
     }
     for r in readers {
@@ -766,7 +768,7 @@ pub async fn drive(
         }
         return;
     }
-    u.run_stop_commands().await;
+    u.run_stop_commands(&timer).await;
     let now = u.now();
     let status = u.status;
     for (mut inst, mut m) in u.core.into_instances().into_iter().zip(u.members) {
@@ -862,13 +864,6 @@ async fn run_bounded(name: &str, argv: &[String], timeout: Duration) -> bool {
 async fn futures_join_all<F: Future<Output = ()>>(futures: Vec<F>) {
     for f in futures {
         f.await;
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -47,6 +47,7 @@ pub mod garp;
 pub mod notify;
 pub mod socket;
 pub mod state_file;
+mod timer;
 
 use std::collections::BTreeMap;
 use std::fmt;
