@@ -2,7 +2,7 @@
 //! namespaces: a bridge namespace with veths to two nodes, keepalived in
 //! one, our `vrrp_io::run_instances` in the other. Who is master is read
 //! from the virtual address (`ip addr`) and from adverts captured on the
-//! keepalived node's bridge port.
+//! keepalived node's bridge port, timed by the kernel's receive timestamps.
 //!
 //! Needs root and `keepalived` in `PATH`. The tests run one at a time (a
 //! lock), since they measure failover times.
@@ -16,13 +16,12 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipvs_integration::netns::TestNs;
-use ipvs_integration::nlmon::Capture;
+use ipvs_integration::vrrp_bench::WireCapture;
 use keepalive_d::vrrp_io::{
     InstanceSpec, InstanceStatus, NotifySpec, StatusMap, SyncGroupSpec, TrackScript,
     VirtualAddress, run, run_instances, run_with_status,
@@ -88,7 +87,6 @@ fn parse_advert(frame: &[u8], at: Instant) -> Option<Seen> {
     })
 }
 
-/// A capture of every frame on one interface, on a thread of its own.
 /// A gratuitous ARP or unsolicited NA seen on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Announce {
@@ -126,51 +124,53 @@ fn parse_announce(frame: &[u8], at: Instant) -> Option<Announce> {
     }
 }
 
+/// Every frame in and out of one interface, with the kernel's timestamps
+/// (`ipvs_integration::vrrp_bench::WireCapture`), as instants of this process's clock.
 struct Sniffer {
-    frames: Arc<Mutex<Vec<Seen>>>,
-    announces: Arc<Mutex<Vec<Announce>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    cap: WireCapture,
+    /// The same moment on both clocks: the kernel's timestamps are wall clock.
+    base: (Instant, SystemTime),
 }
 
 impl Sniffer {
     fn start(ns: &TestNs, ifname: &str) -> Self {
-        let cap = Capture::attach(ns, ifname).unwrap();
-        let frames = Arc::new(Mutex::new(Vec::new()));
-        let announces = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, a, s) = (frames.clone(), announces.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                let raw = cap.drain();
-                let new: Vec<Seen> = raw
-                    .iter()
-                    .filter_map(|fr| parse_advert(&fr.data, now))
-                    .collect();
-                f.lock().unwrap().extend(new);
-                let new: Vec<Announce> = raw
-                    .iter()
-                    .filter_map(|fr| parse_announce(&fr.data, now))
-                    .collect();
-                a.lock().unwrap().extend(new);
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
+        let cap = WireCapture::start_on(ns, ifname).unwrap();
         Sniffer {
-            frames,
-            announces,
-            stop,
-            thread: Some(thread),
+            cap,
+            base: (Instant::now(), SystemTime::now()),
         }
     }
 
+    /// The frames, each with the instant it was on the wire.
+    fn frames(&self) -> Vec<(Instant, Vec<u8>)> {
+        let (instant, wall) = self.base;
+        let wall = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.cap
+            .frames()
+            .into_iter()
+            .map(|f| {
+                let at = if f.at >= wall {
+                    instant + (f.at - wall)
+                } else {
+                    instant.checked_sub(wall - f.at).unwrap_or(instant)
+                };
+                (at, f.data)
+            })
+            .collect()
+    }
+
     fn announces(&self) -> Vec<Announce> {
-        self.announces.lock().unwrap().clone()
+        self.frames()
+            .iter()
+            .filter_map(|(at, data)| parse_announce(data, *at))
+            .collect()
     }
 
     fn adverts(&self) -> Vec<Seen> {
-        self.frames.lock().unwrap().clone()
+        self.frames()
+            .iter()
+            .filter_map(|(at, data)| parse_advert(data, *at))
+            .collect()
     }
 
     /// The adverts, once the capture thread has caught up.
@@ -181,15 +181,6 @@ impl Sniffer {
 
     fn since(&self, t: Instant) -> Vec<Seen> {
         self.adverts().into_iter().filter(|a| a.at >= t).collect()
-    }
-}
-
-impl Drop for Sniffer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
