@@ -369,7 +369,23 @@ impl LbLab {
         let backend_exe = backend_exe()?;
         let plan = plan(mode, real_servers);
         let tag = mode.tag();
-        let ns = |role: &str| TestNs::new(&format!("lb{tag}-{role}"));
+        // No duplicate address detection on the lab's fresh links: until it ends (about a
+        // second after a link comes up) a link-local address is tentative, and the first
+        // packets of a test stalled or were lost behind it (measured in the lab: the
+        // first SYN of each IPv6 client connection answered after 1 s, and once after
+        // more than the 5 s request timeout on a loaded machine). Set before the links
+        // are moved in, so that their addresses start from these defaults.
+        let ns = |role: &str| -> Result<TestNs, LbLabError> {
+            let ns = TestNs::new(&format!("lb{tag}-{role}"))?;
+            sysctl(
+                &ns,
+                &[
+                    ("net.ipv6.conf.all.accept_dad", "0"),
+                    ("net.ipv6.conf.default.accept_dad", "0"),
+                ],
+            )?;
+            Ok(ns)
+        };
         let client = ns("client")?;
         let director = ns("director")?;
         let director2 = if pair { Some(ns("director2")?) } else { None };
