@@ -19,7 +19,7 @@ use crate::netlink::{
     info_from_attrs, service_attrs, service_key_attrs, service_key_from_attrs,
     service_with_dests_from_attrs, stats_from_attrs, timeouts_from_secs, timeouts_message,
 };
-use crate::reconcile::{ApplyOptions, ApplyReport, OpFailure, Plan, Scope, normalize_dest_ports};
+use crate::reconcile::{ApplyOptions, ApplyReport, Op, OpFailure, Plan, Scope, normalized};
 use crate::types::{Destination, Service, ServiceKey, Table};
 
 /// An error of the [`Ipvs`] handle: an invalid argument, kernel data the model cannot
@@ -28,7 +28,7 @@ use crate::types::{Destination, Service, ServiceKey, Table};
 #[non_exhaustive]
 pub enum ApiError {
     /// An argument is invalid (e.g. two destinations that become the same after
-    /// [`normalize_dest_ports`]).
+    /// [`normalize_dest_ports`](crate::reconcile::normalize_dest_ports)).
     #[error(transparent)]
     Invalid(#[from] Error),
     /// The kernel holds something the model cannot represent.
@@ -296,6 +296,78 @@ fn batch_options(opts: &ApplyOptions) -> BatchOptions {
         stop_at_first_error: opts.stop_at_first_error,
         ..BatchOptions::default()
     }
+}
+
+/// Plans go to the transport this many operations at a time, so that their messages
+/// (about 770 bytes each) are built for one piece at a time: a plan of 100,000
+/// operations would otherwise build and free 80 MB, which costs more than sending it.
+const PIECE: usize = 4096;
+
+/// A plan sent [`PIECE`] operations at a time, and the report of what went so far.
+struct Pieces<'a> {
+    ops: &'a [Op],
+    /// The first operation of the next piece.
+    next: usize,
+    /// The messages of the piece being sent.
+    buf: Vec<IpvsMessage>,
+    total: BatchReport,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(ops: &'a [Op]) -> Self {
+        Pieces {
+            ops,
+            next: 0,
+            buf: Vec::new(),
+            total: BatchReport::default(),
+        }
+    }
+
+    /// The messages of the next piece, if any is left.
+    fn next_messages(&mut self) -> Option<&[IpvsMessage]> {
+        let rest = self.ops.get(self.next..).unwrap_or_default();
+        if rest.is_empty() {
+            return None;
+        }
+        self.buf.clear();
+        self.buf.extend(rest.iter().take(PIECE).map(Op::to_message));
+        Some(&self.buf)
+    }
+
+    /// Records what the transport did with the piece of
+    /// [`next_messages`](Self::next_messages). False when the rest is not to be sent.
+    fn record(&mut self, piece: BatchReport, opts: &ApplyOptions) -> bool {
+        let offset = self.next;
+        self.next += self.buf.len();
+        let rest = self.ops.len().saturating_sub(self.next);
+        merge_piece(&mut self.total, piece, offset, rest, opts)
+    }
+}
+
+/// Adds the report of the piece that began at operation `offset` to `total`, with
+/// `rest` operations after the piece. False when the rest is not to be sent
+/// ([`ApplyOptions::stop_at_first_error`] after a failure): they count as not sent.
+fn merge_piece(
+    total: &mut BatchReport,
+    piece: BatchReport,
+    offset: usize,
+    rest: usize,
+    opts: &ApplyOptions,
+) -> bool {
+    let stop = opts.stop_at_first_error && (!piece.failures.is_empty() || piece.not_sent > 0);
+    total.handled += piece.handled;
+    total.sends += piece.sends;
+    total.not_sent += piece.not_sent;
+    total
+        .failures
+        .extend(piece.failures.into_iter().map(|mut f| {
+            f.index += offset;
+            f
+        }));
+    if stop {
+        total.not_sent += rest;
+    }
+    !stop
 }
 
 fn report(plan: Plan, batch: BatchReport) -> ApplyReport {
@@ -666,14 +738,15 @@ impl Ipvs {
     /// What [`apply`](Self::apply) would do, without doing it (a dry run: print it for
     /// the `ipvsadm` commands).
     pub fn plan(&mut self, desired: &Table, opts: &ApplyOptions) -> Result<Plan, ApiError> {
-        let desired = normalize_dest_ports(desired)?;
+        let desired = normalized(desired)?;
         let current = self.current(&desired, opts)?;
         Ok(crate::reconcile::plan(&current, &desired, opts))
     }
 
     /// Makes the kernel's table match `desired` within `opts.scope`: one dump, the
     /// [plan](crate::reconcile::plan), and its operations in one batch (chunked by the
-    /// transport). `desired` is first normalised with [`normalize_dest_ports`].
+    /// transport). `desired` is first normalised with
+    /// [`normalize_dest_ports`](crate::reconcile::normalize_dest_ports).
     ///
     /// A refused operation does not stop the others (unless
     /// [`ApplyOptions::stop_at_first_error`]); the report lists each with its error. An
@@ -688,11 +761,18 @@ impl Ipvs {
         if plan.is_empty() {
             return Ok(report(plan, BatchReport::default()));
         }
-        let batch = self
-            .sock
-            .batch(&plan.messages(), &batch_options(opts))
-            .map_err(global)?;
-        Ok(report(plan, batch))
+        let mut pieces = Pieces::new(plan.ops());
+        while let Some(msgs) = pieces.next_messages() {
+            let r = self
+                .sock
+                .batch(msgs, &batch_options(opts))
+                .map_err(global)?;
+            if !pieces.record(r, opts) {
+                break;
+            }
+        }
+        let total = pieces.total;
+        Ok(report(plan, total))
     }
 }
 
@@ -951,7 +1031,7 @@ mod async_handle {
             desired: &Table,
             opts: &ApplyOptions,
         ) -> Result<Plan, ApiError> {
-            let desired = normalize_dest_ports(desired)?;
+            let desired = normalized(desired)?;
             let current = self.current(&desired, opts).await?;
             Ok(crate::reconcile::plan(&current, &desired, opts))
         }
@@ -966,12 +1046,73 @@ mod async_handle {
             if plan.is_empty() {
                 return Ok(report(plan, BatchReport::default()));
             }
-            let batch = self
-                .sock
-                .batch(&plan.messages(), &batch_options(opts))
-                .await
-                .map_err(global)?;
-            Ok(report(plan, batch))
+            let mut pieces = Pieces::new(plan.ops());
+            while let Some(msgs) = pieces.next_messages() {
+                let r = self
+                    .sock
+                    .batch(msgs, &batch_options(opts))
+                    .await
+                    .map_err(global)?;
+                if !pieces.record(r, opts) {
+                    break;
+                }
+            }
+            let total = pieces.total;
+            Ok(report(plan, total))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipvs_sys::transport::{BatchFailure, ErrorKind, KernelError};
+
+    fn failure(index: usize) -> BatchFailure {
+        BatchFailure {
+            index,
+            error: KernelError {
+                op: "add service",
+                object: "tcp 192.0.2.1:80".into(),
+                errno: 17,
+                kind: ErrorKind::AlreadyExists,
+                ext: None,
+            },
+        }
+    }
+
+    fn piece(handled: usize, failed: &[usize]) -> BatchReport {
+        BatchReport {
+            handled,
+            not_sent: 0,
+            failures: failed.iter().copied().map(failure).collect(),
+            sends: 1,
+        }
+    }
+
+    /// Failures of later pieces are numbered in the whole plan; after a failure with
+    /// `stop_at_first_error` the rest of the plan counts as not sent.
+    #[test]
+    fn pieces_merge_into_one_report() {
+        let go_on = ApplyOptions::default();
+        let mut total = BatchReport::default();
+        assert!(merge_piece(&mut total, piece(4, &[]), 0, 6, &go_on));
+        assert!(merge_piece(&mut total, piece(4, &[1, 3]), 4, 2, &go_on));
+        assert!(merge_piece(&mut total, piece(2, &[0]), 8, 0, &go_on));
+        let indices: Vec<usize> = total.failures.iter().map(|f| f.index).collect();
+        assert_eq!(indices, [5, 7, 8]);
+        assert_eq!((total.handled, total.not_sent, total.sends), (10, 0, 3));
+
+        let stop = ApplyOptions {
+            stop_at_first_error: true,
+            ..ApplyOptions::default()
+        };
+        let mut total = BatchReport::default();
+        assert!(merge_piece(&mut total, piece(4, &[]), 0, 6, &stop));
+        let mut second = piece(2, &[1]);
+        second.not_sent = 2; // the transport stopped inside the piece
+        assert!(!merge_piece(&mut total, second, 4, 2, &stop));
+        assert_eq!((total.handled, total.not_sent), (6, 4));
+        assert_eq!(total.failures[0].index, 5);
     }
 }

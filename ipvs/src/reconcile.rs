@@ -167,10 +167,10 @@ pub enum Op {
     AddService(Service),
     /// Change a service's scheduler, flags, persistence or one-packet setting (`-E`).
     EditService {
-        /// The service as it is.
-        old: Service,
+        /// The service as it is (boxed, as `new`: rare, and an operation stays small).
+        old: Box<Service>,
         /// The service as it will be.
-        new: Service,
+        new: Box<Service>,
     },
     /// Delete a service with its destinations (`-D`).
     DeleteService(ServiceKey),
@@ -266,7 +266,7 @@ impl Op {
             }
             Op::EditService { new, .. } => {
                 let cur = table.service(new.key())?;
-                let mut s = new.clone();
+                let mut s = Service::clone(new);
                 for d in cur.destinations() {
                     s.set_destination(d.clone()).ok()?;
                 }
@@ -491,12 +491,7 @@ impl fmt::Display for Plan {
 
 /// A service's settings without its destinations.
 fn config_only(svc: &Service) -> Service {
-    let mut s = svc.clone();
-    let addrs: Vec<SocketAddr> = s.destinations().map(Destination::addr).collect();
-    for a in addrs {
-        s.remove_destination(a);
-    }
-    s
+    svc.without_destinations()
 }
 
 fn same_config(a: &Service, b: &Service) -> bool {
@@ -531,6 +526,7 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
     let mut delete_dests = Vec::new();
     let mut delete_services = Vec::new();
     let mut draining = Vec::new();
+    let mut removed_drains = false;
 
     for want in desired.services() {
         let key = *want.key();
@@ -576,8 +572,8 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
         }
         if !same_config(have, want) {
             edit_services.push(Op::EditService {
-                old: config_only(have),
-                new: config_only(want),
+                old: Box::new(config_only(have)),
+                new: Box::new(config_only(want)),
             });
         }
     }
@@ -587,6 +583,7 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
             continue;
         }
         if opts.drain && have.destinations().len() > 0 {
+            removed_drains = true;
             for d in have.destinations() {
                 draining.push((key, d.addr()));
                 if d.weight() != 0 {
@@ -600,14 +597,18 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
             delete_services.push(Op::DeleteService(key));
         }
     }
-    // Drains of removed services were appended after the others: back in key order.
-    dest_changes.sort_by_key(|op| match op {
-        Op::AddDestination { service, .. }
-        | Op::EditDestination { service, .. }
-        | Op::DrainDestination { service, .. } => Some(*service),
-        _ => None,
-    });
-    draining.sort();
+    // Drains of removed services were appended after the others: back in key order
+    // (only then: the others are in key order already, and a plan can be 100,000
+    // operations long).
+    if removed_drains {
+        dest_changes.sort_by_key(|op| match op {
+            Op::AddDestination { service, .. }
+            | Op::EditDestination { service, .. }
+            | Op::DrainDestination { service, .. } => Some(*service),
+            _ => None,
+        });
+        draining.sort();
+    }
 
     let mut ops = add_services;
     ops.append(&mut dest_changes);
@@ -636,6 +637,27 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn normalize_dest_ports(desired: &Table) -> Result<Table, Error> {
+    normalized(desired).map(std::borrow::Cow::into_owned)
+}
+
+/// A destination whose port [`normalize_dest_ports`] changes.
+fn port_to_fix(svc: &Service, d: &Destination) -> bool {
+    matches!(d.forward(), Forward::DirectRoute | Forward::Tunnel { .. })
+        && svc
+            .key()
+            .addr()
+            .is_some_and(|a| a.port() != d.addr().port())
+}
+
+/// [`normalize_dest_ports`] without copying a table that needs no change (the usual
+/// case: a table of 100,000 destinations is not copied for nothing).
+pub(crate) fn normalized(desired: &Table) -> Result<std::borrow::Cow<'_, Table>, Error> {
+    if !desired
+        .services()
+        .any(|svc| svc.destinations().any(|d| port_to_fix(svc, d)))
+    {
+        return Ok(std::borrow::Cow::Borrowed(desired));
+    }
     let mut out = Table::new();
     for svc in desired.services() {
         let key = *svc.key();
@@ -645,14 +667,13 @@ pub fn normalize_dest_ports(desired: &Table) -> Result<Table, Error> {
         };
         let mut s = config_only(svc);
         for d in svc.destinations() {
-            let fixed = match d.forward() {
-                Forward::DirectRoute | Forward::Tunnel { .. } if d.addr().port() != port => {
-                    let addr = SocketAddr::new(d.addr().ip(), port);
-                    Destination::new(addr, d.forward())
-                        .and_then(|n| n.with_weight(d.weight()))
-                        .and_then(|n| n.with_thresholds(d.upper_threshold(), d.lower_threshold()))?
-                }
-                _ => d.clone(),
+            let fixed = if port_to_fix(svc, d) {
+                let addr = SocketAddr::new(d.addr().ip(), port);
+                Destination::new(addr, d.forward())
+                    .and_then(|n| n.with_weight(d.weight()))
+                    .and_then(|n| n.with_thresholds(d.upper_threshold(), d.lower_threshold()))?
+            } else {
+                d.clone()
             };
             if s.destination(fixed.addr()).is_some() {
                 return Err(Error::new(
@@ -667,7 +688,7 @@ pub fn normalize_dest_ports(desired: &Table) -> Result<Table, Error> {
         }
         out.set_service(s);
     }
-    Ok(out)
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// An operation of an apply that the kernel refused.

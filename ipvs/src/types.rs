@@ -1209,6 +1209,28 @@ impl Service {
         f
     }
 
+    /// The service's settings without its destinations (a copy).
+    ///
+    /// ```
+    /// use ipvs::{Destination, Forward, Service, ServiceKey};
+    /// let mut svc = Service::builder(ServiceKey::tcp("192.0.2.1:80".parse()?)).build()?;
+    /// svc.add_destination(Destination::new("10.0.0.1:80".parse()?, Forward::Masquerade)?)?;
+    /// let bare = svc.without_destinations();
+    /// assert_eq!(bare.destinations().len(), 0);
+    /// assert_eq!(bare.scheduler(), svc.scheduler());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn without_destinations(&self) -> Service {
+        Service {
+            key: self.key,
+            scheduler: self.scheduler.clone(),
+            sched_flags: self.sched_flags,
+            persistence: self.persistence.clone(),
+            one_packet: self.one_packet,
+            destinations: BTreeMap::new(),
+        }
+    }
+
     /// The destinations, in address order.
     pub fn destinations(&self) -> impl ExactSizeIterator<Item = &Destination> {
         self.destinations.values()
@@ -1223,11 +1245,15 @@ impl Service {
     /// address family without tunnel forwarding.
     pub fn add_destination(&mut self, dest: Destination) -> Result<(), Error> {
         self.check_destination(&dest)?;
-        if self.destinations.contains_key(&dest.addr) {
-            return Err(dest.error(Some(self.key), Problem::DuplicateDestination));
+        match self.destinations.entry(dest.addr) {
+            std::collections::btree_map::Entry::Occupied(_) => {
+                Err(dest.error(Some(self.key), Problem::DuplicateDestination))
+            }
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(dest);
+                Ok(())
+            }
         }
-        self.destinations.insert(dest.addr, dest);
-        Ok(())
     }
 
     /// Adds or replaces the destination at `dest`'s address; returns the old one.

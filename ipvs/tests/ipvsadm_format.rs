@@ -567,6 +567,51 @@ fn edit_and_delete_commands() {
     assert!(matches!(kind, ParseErrorKind::Invalid(e) if e.problem == Problem::DuplicateService));
 }
 
+/// Lines of several services interleaved in any order give the same table as grouped
+/// lines (the parser keeps the service of the last lines aside: every switch between
+/// services, every command on a service that is or is not the last one, must agree).
+#[test]
+fn interleaved_services_parse_like_grouped_ones() {
+    let interleaved = "-A -t 192.0.2.1:80 -s rr\n\
+        -A -t 192.0.2.2:80 -s rr\n\
+        -a -t 192.0.2.1:80 -r 10.0.0.1 -m -w 1\n\
+        -a -t 192.0.2.2:80 -r 10.0.0.2 -m -w 2\n\
+        -A -u 192.0.2.3:53\n\
+        -a -t 192.0.2.1:80 -r 10.0.0.3 -m -w 3\n\
+        -E -t 192.0.2.2:80 -s wrr\n\
+        -a -u 192.0.2.3:53 -r 10.0.0.4 -m\n\
+        -e -t 192.0.2.1:80 -r 10.0.0.1 -m -w 7\n\
+        -D -u 192.0.2.3:53\n\
+        -a -t 192.0.2.2:80 -r 10.0.0.5 -m -w 5\n\
+        -d -t 192.0.2.1:80 -r 10.0.0.3\n\
+        -A -u 192.0.2.3:53 -s sh\n";
+    let grouped = "-A -t 192.0.2.1:80 -s rr\n\
+        -a -t 192.0.2.1:80 -r 10.0.0.1 -m -w 7\n\
+        -A -t 192.0.2.2:80 -s wrr\n\
+        -a -t 192.0.2.2:80 -r 10.0.0.2 -m -w 2\n\
+        -a -t 192.0.2.2:80 -r 10.0.0.5 -m -w 5\n\
+        -A -u 192.0.2.3:53 -s sh\n";
+    assert_eq!(
+        ipvsadm::parse(interleaved).unwrap(),
+        ipvsadm::parse(grouped).unwrap()
+    );
+    // A duplicate is found whether the first one is the last service or not.
+    for text in [
+        "-A -t 192.0.2.1:80\n-A -t 192.0.2.1:80",
+        "-A -t 192.0.2.1:80\n-A -t 192.0.2.2:80\n-A -t 192.0.2.1:80",
+        "-A -t 192.0.2.1:80\n-A -t 192.0.2.2:80\n-a -t 192.0.2.1:80 -r 10.0.0.1\n-A -t 192.0.2.2:80",
+    ] {
+        let (_, _, kind) = err(text);
+        assert!(
+            matches!(&kind, ParseErrorKind::Invalid(e) if e.problem == Problem::DuplicateService),
+            "{text:?}: {kind:?}"
+        );
+    }
+    // Clear drops the service of the last lines too.
+    let t = ipvsadm::parse("-A -t 192.0.2.1:80\n-a -t 192.0.2.1:80 -r 10.0.0.1\n-C\n").unwrap();
+    assert!(t.is_empty());
+}
+
 #[test]
 fn lexical_forms() {
     // Comments, blank lines, a leading ipvsadm, clustered short options, --opt=value.
