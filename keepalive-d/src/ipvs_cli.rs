@@ -75,7 +75,17 @@ fn restore(dry_run: bool) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let report = ipvs.apply(&table, &opts).map_err(|e| e.to_string())?;
-    print!("{report}");
+    // Like ipvsadm -R, silent when all went in: only what failed or was not sent is
+    // printed (a restore of 100,000 lines does not print 100,000 "ok"s).
+    let mut out = String::new();
+    for f in report.failures() {
+        let _ = writeln!(out, "{}  # FAILED ({})", f.op, f.error);
+    }
+    let ops = report.plan().ops();
+    for op in &ops[ops.len().saturating_sub(report.not_sent())..] {
+        let _ = writeln!(out, "{op}  # not sent");
+    }
+    print!("{out}");
     let failed = report.failures().len();
     eprintln!(
         "keepalive-d: {} operations applied, {failed} failed, {} not sent",

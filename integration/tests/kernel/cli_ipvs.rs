@@ -93,8 +93,12 @@ fn restore_writes_the_input_and_is_idempotent() {
     assert_eq!(plan.lines().count(), TABLE.lines().count(), "{plan}");
     assert_eq!(ns.run("ipvsadm", &["-S", "-n"]).unwrap(), "");
 
-    let (code, _, stderr) = kad(&ns, &["ipvs", "restore"], TABLE);
+    let (code, stdout, stderr) = kad(&ns, &["ipvs", "restore"], TABLE);
     assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout, "",
+        "like ipvsadm -R, nothing printed when all went in"
+    );
     assert!(
         stderr.contains(&format!(
             "{} operations applied, 0 failed",
@@ -120,6 +124,30 @@ fn restore_writes_the_input_and_is_idempotent() {
     assert_eq!(code, Some(0), "{stderr}");
     let saved = ns.run("ipvsadm", &["-S", "-n"]).unwrap();
     assert_eq!(lines(&saved).len(), TABLE.lines().count() + 1);
+
+    // A line the kernel refuses (no such scheduler): printed with why, exit 1, the
+    // others written.
+    let (code, stdout, stderr) = kad(
+        &ns,
+        &["ipvs", "restore"],
+        "-A -t 198.51.100.4:80 -s nosuchsched\n-A -t 198.51.100.5:80 -s rr\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("-A -t 198.51.100.4:80 -s nosuchsched  # FAILED ("),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 operations applied, 1 failed"),
+        "{stderr}"
+    );
+    let saved = ns.run("ipvsadm", &["-S", "-n"]).unwrap();
+    assert!(
+        saved.contains("198.51.100.5") && !saved.contains("198.51.100.4"),
+        "{saved}"
+    );
+    ns.run("ipvsadm", &["-D", "-t", "198.51.100.5:80"]).unwrap();
 
     // A bad line: its number, exit 1, nothing written.
     let (code, stdout, stderr) = kad(
