@@ -64,6 +64,19 @@ pub(crate) struct RawVrrpInstance {
     pub notify: Option<S<RawNotify>>,
     #[serde(default)]
     pub garp: Option<S<RawGarp>>,
+    #[serde(default)]
+    pub vmac: Option<S<RawVmac>>,
+}
+
+/// `vmac: true`, `vmac: false` or `vmac: { name: NAME }` (a mapping, whose keys the
+/// validation checks: a struct would also accept a sequence). Anything else is kept as
+/// [`RawVmac::Invalid`] so that validation reports it with the expected forms.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawVmac {
+    Enabled(bool),
+    Named(std::collections::BTreeMap<String, String>),
+    Invalid(serde::de::IgnoredAny),
 }
 
 #[derive(Debug, Deserialize)]

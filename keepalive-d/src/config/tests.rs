@@ -763,3 +763,99 @@ fn notify_stop_and_timeout() {
     ));
     assert!(e[0].message.contains("between 1s and 1h"), "{e:?}");
 }
+
+#[test]
+fn vmac_off_default_name_or_named() {
+    let with = |vmac: &str| parse(&format!("{MINIMAL_INSTANCE}    vmac: {vmac}\n"));
+    assert_eq!(parse(MINIMAL_INSTANCE).vrrp_instances[0].vmac, None);
+    assert_eq!(with("false").vrrp_instances[0].vmac, None);
+    assert_eq!(
+        with("true").vrrp_instances[0].vmac,
+        Some(Vmac {
+            name: "vrrp.7".into()
+        })
+    );
+    assert_eq!(
+        with("{}").vrrp_instances[0].vmac,
+        Some(Vmac {
+            name: "vrrp.7".into()
+        })
+    );
+    assert_eq!(
+        with("{ name: vrrp-web }").vrrp_instances[0].vmac,
+        Some(Vmac {
+            name: "vrrp-web".into()
+        })
+    );
+    // IPv6 instances default to vrrp6.VRID, so that an IPv4 and an IPv6 instance of one
+    // vrid can both use a virtual MAC without naming them.
+    let v6 = parse(
+        "
+vrrp_instances:
+  - { name: a, interface: eth0, vrid: 7, priority: 100, virtual_ips: [192.0.2.1], vmac: true }
+  - { name: b, interface: eth0, vrid: 7, priority: 100, virtual_ips: ['2001:db8::1'], vmac: true }
+",
+    );
+    assert_eq!(
+        v6.vrrp_instances[1].vmac,
+        Some(Vmac {
+            name: "vrrp6.7".into()
+        })
+    );
+}
+
+#[test]
+fn vmac_rejections() {
+    let with = |vmac: &str| errors(&format!("{MINIMAL_INSTANCE}    vmac: {vmac}\n"));
+    for bad in ["yes", "1", "[a]", "{ nme: x }"] {
+        let e = with(bad);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert!(e[0].message.contains("`vmac` must be"), "{bad}: {}", e[0]);
+        assert_eq!(e[0].position.map(|p| p.line), Some(8), "{bad}");
+    }
+    let e = with("{ name: a-name-longer-than-15 }");
+    assert!(
+        e[0].message.contains("not a valid interface name"),
+        "{}",
+        e[0]
+    );
+    let e = with("{ name: eth0 }");
+    assert!(
+        e[0].message.contains("instance's own interface"),
+        "{}",
+        e[0]
+    );
+    let e = errors(
+        "
+vrrp_instances:
+  - { name: a, interface: eth0, vrid: 7, priority: 255, virtual_ips: [192.0.2.1], vmac: true }
+",
+    );
+    assert!(e[0].message.contains("address owner"), "{}", e[0]);
+    let e = errors(
+        "
+vrrp_instances:
+  - { name: a, interface: eth0, vrid: 7, priority: 100, virtual_ips: [192.0.2.1], vmac: true }
+  - { name: b, interface: eth1, vrid: 7, priority: 100, virtual_ips: [192.0.2.2], vmac: true }
+",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].message.contains("also that of instance `a`"),
+        "{}",
+        e[0]
+    );
+    let e = errors(
+        "
+vrrp_instances:
+  - { name: a, interface: eth0, vrid: 7, priority: 100, virtual_ips: [192.0.2.1], vmac: { name: eth1 } }
+  - { name: b, interface: eth1, vrid: 8, priority: 100, virtual_ips: [192.0.2.2] }
+",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].message.contains("is the interface of a vrrp instance"),
+        "{}",
+        e[0]
+    );
+}

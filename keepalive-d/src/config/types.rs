@@ -202,6 +202,28 @@ pub struct VrrpInstance {
     pub notify: Notify,
     /// Gratuitous ARP / unsolicited neighbour advertisement settings on becoming master.
     pub garp: Garp,
+    /// The virtual MAC interface (`vmac`), if the instance uses one.
+    pub vmac: Option<Vmac>,
+}
+
+/// A virtual MAC interface (`vmac`, keepalived's `use_vmac`): a macvlan over the
+/// instance's interface with the VRRP MAC address `00:00:5e:00:01:VRID` (IPv4) or
+/// `00:00:5e:00:02:VRID` (IPv6), which holds the virtual IPs while Master and sends the
+/// adverts and gratuitous ARPs / NAs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vmac {
+    /// The macvlan's name: as configured, else `vrrp.VRID` (IPv4) or `vrrp6.VRID` (IPv6).
+    pub name: String,
+}
+
+impl Vmac {
+    /// The default name of the virtual MAC interface of `vrid` in `family`.
+    pub fn default_name(vrid: u8, family: AddressFamily) -> String {
+        match family {
+            AddressFamily::Ipv4 => format!("vrrp.{vrid}"),
+            AddressFamily::Ipv6 => format!("vrrp6.{vrid}"),
+        }
+    }
 }
 
 /// A tracked script (`track_scripts[]`).

@@ -14,14 +14,14 @@ use super::error::{ConfigError, ConfigErrors, Position};
 use super::raw::{
     List, RawCheck, RawConfig, RawGarp, RawIpvs, RawMetrics, RawNotify, RawPersistence, RawQuorum,
     RawRealServer, RawSyncDaemon, RawSyncGroup, RawTrackScript, RawTunnel, RawVirtualServer,
-    RawVrrpInstance, S,
+    RawVmac, RawVrrpInstance, S,
 };
 use super::types::{
     AddressFamily, BodyPattern, Check, CheckKind, Command, Config, DnsCheck, DnsRecordType,
     DnsTransport, Forward, Garp, HttpCheck, IpvsSettings, MetricsSettings, Notify, OnStop,
     Persistence, Protocol, Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey,
     SyncDaemonSettings, SyncGroup, TrackScript, Tunnel, TunnelChecksum, TunnelEncap, VirtualIp,
-    VirtualServer, VrrpInstance, VrrpVersion,
+    VirtualServer, Vmac, VrrpInstance, VrrpVersion,
 };
 use super::{parse_duration, sanitize};
 
@@ -808,6 +808,15 @@ impl Validator<'_> {
             .as_ref()
             .map(|g| self.garp(&g.value))
             .unwrap_or_default();
+        let vmac = r.vmac.as_ref().and_then(|raw| {
+            self.vmac(
+                raw,
+                u8::try_from(vrid).unwrap_or(1),
+                family.unwrap_or(AddressFamily::Ipv4),
+                &interface,
+                priority,
+            )
+        });
 
         VrrpInstance {
             name,
@@ -827,7 +836,60 @@ impl Validator<'_> {
             track_scripts,
             notify,
             garp,
+            vmac,
         }
+    }
+
+    /// `vmac`: off, on with the default name, or on with a name.
+    fn vmac(
+        &mut self,
+        raw: &S<RawVmac>,
+        vrid: u8,
+        family: AddressFamily,
+        interface: &str,
+        priority: i64,
+    ) -> Option<Vmac> {
+        let at = &raw.referenced;
+        let name = match &raw.value {
+            RawVmac::Enabled(false) => return None,
+            RawVmac::Enabled(true) => Vmac::default_name(vrid, family),
+            RawVmac::Named(map) if map.keys().all(|k| k == "name") => match map.get("name") {
+                None => Vmac::default_name(vrid, family),
+                Some(n) => {
+                    let s = S {
+                        value: n.clone(),
+                        referenced: *at,
+                        defined: *at,
+                    };
+                    self.interface_name(&s, "vmac.name")
+                }
+            },
+            RawVmac::Named(_) | RawVmac::Invalid(_) => {
+                self.err(
+                    at,
+                    "`vmac` must be `true`, `false` or `{ name: NAME }` (the macvlan's name, default vrrp.VRID)",
+                );
+                return None;
+            }
+        };
+        if name == interface {
+            self.err(
+                at,
+                format!(
+                    "`vmac`: the virtual MAC interface `{}` cannot be the instance's own interface; \
+                     it is created over it",
+                    show(&name)
+                ),
+            );
+        }
+        if priority == 255 {
+            self.err(
+                at,
+                "`vmac` cannot be used by the address owner (priority 255): its virtual IPs are \
+                 addresses of the interface itself",
+            );
+        }
+        Some(Vmac { name })
     }
 
     fn virtual_ip(&mut self, s: &S<String>) -> Option<VirtualIp> {
@@ -1000,6 +1062,11 @@ impl Validator<'_> {
         let mut vrids: HashMap<(&str, u8, AddressFamily, &str), (String, Location)> =
             HashMap::new();
         let mut vips: HashMap<IpAddr, (String, Location)> = HashMap::new();
+        let mut vmacs: HashMap<String, (String, Location)> = HashMap::new();
+        let interfaces: HashSet<&str> = instances
+            .iter()
+            .filter_map(|r| r.value.interface.as_ref().map(|i| i.value.as_str()))
+            .collect();
         for raw in instances {
             let r = &raw.value;
             let name = r.name.as_ref().map_or("", |n| n.value.as_str());
@@ -1045,6 +1112,46 @@ impl Validator<'_> {
                     );
                 } else {
                     vrids.insert(key, (name.to_owned(), vrid.referenced));
+                }
+            }
+            if let (Some(vmac), Some(number)) = (&r.vmac, vrid_number) {
+                let vmac_name = match &vmac.value {
+                    RawVmac::Enabled(true) => Some(Vmac::default_name(
+                        number,
+                        family.unwrap_or(AddressFamily::Ipv4),
+                    )),
+                    RawVmac::Named(map) => Some(map.get("name").cloned().unwrap_or_else(|| {
+                        Vmac::default_name(number, family.unwrap_or(AddressFamily::Ipv4))
+                    })),
+                    RawVmac::Enabled(false) | RawVmac::Invalid(_) => None,
+                };
+                if let Some(vmac_name) = vmac_name {
+                    if let Some((other, first)) = vmacs.get(&vmac_name) {
+                        self.err(
+                            &vmac.referenced,
+                            format!(
+                                "`vmac`: the virtual MAC interface `{}` is also that of instance `{}` (at {}); \
+                                 give each instance its own with `vmac: {{ name: NAME }}`",
+                                show(&vmac_name),
+                                show(other),
+                                position_text(first)
+                            ),
+                        );
+                    } else if interfaces.contains(vmac_name.as_str())
+                        // Its own interface is reported by `vmac()`.
+                        && r.interface.as_ref().map(|i| i.value.as_str()) != Some(vmac_name.as_str())
+                    {
+                        self.err(
+                            &vmac.referenced,
+                            format!(
+                                "`vmac`: `{}` is the interface of a vrrp instance; the virtual MAC \
+                                 interface needs a name of its own",
+                                show(&vmac_name)
+                            ),
+                        );
+                    } else {
+                        vmacs.insert(vmac_name, (name.to_owned(), vmac.referenced));
+                    }
                 }
             }
             for s in r.virtual_ips.iter().flat_map(|l| l.value.iter()) {

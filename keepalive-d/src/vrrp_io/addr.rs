@@ -10,13 +10,16 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    DefaultNla, NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoMacVlan,
+    LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage, MacVlanMode,
+};
 use netlink_packet_route::{AddressFamily as NlFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tokio::io::unix::AsyncFd;
@@ -256,6 +259,165 @@ impl Rtnl {
             }
             r => r.map(drop),
         }
+    }
+}
+
+/// An interface as a virtual MAC interface sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkKind {
+    /// Interface index.
+    pub index: u32,
+    /// Its MAC address.
+    pub mac: Option<[u8; 6]>,
+    /// Whether it is a macvlan.
+    pub macvlan: bool,
+    /// The interface it is stacked on (`IFLA_LINK`), if any.
+    pub parent: Option<u32>,
+}
+
+/// `IFLA_INET_CONF` and the `IPV4_DEVCONF_*` numbers of the per-interface IPv4 settings
+/// keepalive-d changes (linux/ip.h).
+const IFLA_INET_CONF: u16 = 1;
+/// `rp_filter`.
+pub const DEVCONF_RP_FILTER: u16 = 8;
+/// `arp_filter`.
+pub const DEVCONF_ARP_FILTER: u16 = 13;
+/// `arp_announce`.
+pub const DEVCONF_ARP_ANNOUNCE: u16 = 18;
+/// `arp_ignore`.
+pub const DEVCONF_ARP_IGNORE: u16 = 19;
+/// `accept_local`.
+pub const DEVCONF_ACCEPT_LOCAL: u16 = 23;
+
+impl Rtnl {
+    /// The interface called `name`, `None` if there is none.
+    pub fn link_kind(&mut self, name: &str) -> io::Result<Option<LinkKind>> {
+        let index = match nix::net::if_::if_nametoindex(name) {
+            Ok(i) => i,
+            Err(nix::errno::Errno::ENODEV) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        let replies = self.request(RouteNetlinkMessage::GetLink(msg), 0)?;
+        Ok(replies.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) if l.header.index == index => Some(LinkKind {
+                index,
+                mac: link_info(l).mac,
+                macvlan: l.attributes.iter().any(|a| {
+                    matches!(a, LinkAttribute::LinkInfo(infos)
+                        if infos.iter().any(|i| matches!(i, NlLinkInfo::Kind(InfoKind::MacVlan))))
+                }),
+                parent: l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Link(p) => Some(*p),
+                    _ => None,
+                }),
+            }),
+            _ => None,
+        }))
+    }
+
+    /// Creates macvlan `name` in private mode over interface `parent`, with MAC address
+    /// `mac`, down; returns its index.
+    pub fn create_macvlan(&mut self, name: &str, parent: u32, mac: [u8; 6]) -> io::Result<u32> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.attributes.push(LinkAttribute::Link(parent));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            NlLinkInfo::Kind(InfoKind::MacVlan),
+            NlLinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Private,
+            )])),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        self.link(name).map(|l| l.index)
+    }
+
+    /// Deletes interface `index`. Already gone is not an error.
+    pub fn delete_link(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.request(RouteNetlinkMessage::DelLink(msg), NLM_F_ACK) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// Sets interface `index` administratively up.
+    pub fn set_link_up(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
+    }
+
+    /// Sets per-interface IPv4 settings (`DEVCONF_*`, value) of interface `index`, as
+    /// `sysctl net.ipv4.conf.IF.*` would (through rtnetlink: `/proc/sys` may be read-only
+    /// for the daemon).
+    pub fn set_inet_conf(&mut self, index: u32, values: &[(u16, u32)]) -> io::Result<()> {
+        let mut nested = Vec::with_capacity(values.len() * 8);
+        for (id, value) in values {
+            nested.extend_from_slice(&8u16.to_ne_bytes());
+            nested.extend_from_slice(&id.to_ne_bytes());
+            nested.extend_from_slice(&value.to_ne_bytes());
+        }
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::Other(DefaultNla::new(IFLA_INET_CONF | NLA_F_NESTED, nested)),
+            ])]));
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
+    }
+
+    /// The IPv4 `(arp_ignore, arp_filter, arp_announce)` settings of interface `index`.
+    pub fn arp_conf(&mut self, index: u32) -> io::Result<(u32, u32, u32)> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        let replies = self.request(RouteNetlinkMessage::GetLink(msg), 0)?;
+        replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) if l.header.index == index => Some(l),
+                _ => None,
+            })
+            .flat_map(|l| l.attributes.iter())
+            .find_map(|a| match a {
+                LinkAttribute::AfSpecUnspec(specs) => specs.iter().find_map(|s| match s {
+                    AfSpecUnspec::Inet(inet) => inet.iter().find_map(|i| match i {
+                        AfSpecInet::DevConf(c) => Some((
+                            u32::try_from(c.arp_ignore).unwrap_or(0),
+                            u32::try_from(c.arpfilter).unwrap_or(0),
+                            u32::try_from(c.arp_announce).unwrap_or(0),
+                        )),
+                        _ => None,
+                    }),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 settings"))
+    }
+
+    /// Stops the kernel from giving interface `index` IPv6 addresses of its own (no
+    /// link-local address, so no duplicate address detection and no router solicitation
+    /// from it): `addr_gen_mode` none.
+    pub fn set_addr_gen_mode_none(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]));
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
     }
 }
 

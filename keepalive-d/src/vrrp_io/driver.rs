@@ -43,6 +43,7 @@ use super::garp::{GarpSocket, frame};
 use super::notify::{Notifier, NotifySpec};
 use super::socket::{Datagram, VrrpSocket, group};
 use super::timer::PreciseTimer;
+use super::vmac::Vmac;
 use super::{
     InstanceStatus, ReceiveError, ReceiveErrors, StateChange, StatusMap, TrackScript,
     VirtualAddress,
@@ -56,12 +57,21 @@ pub struct Prepared {
     /// The state file, if any.
     pub(crate) state_path: Option<std::path::PathBuf>,
     pub(crate) name: String,
+    /// The interface the instance runs on: its own, or its virtual MAC interface.
     pub(crate) interface: String,
     pub(crate) ifindex: u32,
+    /// With a virtual MAC interface: the interface it is stacked on.
+    pub(crate) parent_ifindex: Option<u32>,
+    /// With an IPv6 virtual MAC interface: the parent's link-local address, which the
+    /// macvlan holds while Master (to send the adverts from).
+    pub(crate) link_local: Option<VirtualAddress>,
     pub(crate) mac: Option<[u8; 6]>,
     pub(crate) vips: Vec<VirtualAddress>,
     pub(crate) instance: Instance,
     pub(crate) sock: VrrpSocket,
+    /// Where adverts are sent from, when not `sock` (unicast with a virtual MAC).
+    pub(crate) tx: Option<VrrpSocket>,
+    pub(crate) vmac: Option<Vmac>,
     pub(crate) garp: Option<GarpSocket>,
     pub(crate) link: LinkMonitor,
     pub(crate) tracked: Vec<LinkMonitor>,
@@ -123,9 +133,15 @@ struct Member {
     name: String,
     interface: String,
     ifindex: u32,
+    parent_ifindex: Option<u32>,
+    link_local: Option<VirtualAddress>,
+    /// `link_local` is on the interface.
+    link_local_added: bool,
     mac: Option<[u8; 6]>,
     vips: Vec<VirtualAddress>,
     sock: Arc<VrrpSocket>,
+    tx: Option<VrrpSocket>,
+    vmac: Option<Vmac>,
     garp: Option<Arc<GarpSocket>>,
     rtnl: Rtnl,
     notifier: Notifier,
@@ -203,6 +219,7 @@ impl Member {
                     if let Some(f) = &mut self.state_file {
                         f.advert_sent();
                     }
+                    self.add_link_local();
                 }
                 let cfg = instance.config();
                 let src = cfg.primary_address;
@@ -211,13 +228,12 @@ impl Member {
                 } else {
                     cfg.unicast_peers.clone()
                 };
+                let sock = self.tx.as_ref().unwrap_or(&self.sock);
                 for dst in dsts {
                     let sent = instance
                         .encode(&advert, dst)
                         .map_err(|e| e.to_string())
-                        .and_then(|bytes| {
-                            self.sock.send(src, dst, &bytes).map_err(|e| e.to_string())
-                        });
+                        .and_then(|bytes| sock.send(src, dst, &bytes).map_err(|e| e.to_string()));
                     match sent {
                         Ok(()) => self.adverts_sent = self.adverts_sent.saturating_add(1),
                         Err(e) => {
@@ -253,6 +269,12 @@ impl Member {
                         ),
                     }
                 }
+                if let Some(ll) = self.link_local.filter(|_| self.link_local_added) {
+                    self.link_local_added = false;
+                    if let Err(e) = self.rtnl.remove_address(self.ifindex, &ll) {
+                        tracing::warn!(instance = %self.name, address = %ll, "cannot remove the link-local address: {e}");
+                    }
+                }
             }
             Action::SendGratuitous { addresses, repeat } => self.gratuitous(addresses, repeat),
             Action::Notify { state, reason } => {
@@ -283,6 +305,21 @@ impl Member {
             Action::CancelTimer(timer) => {
                 self.timers.remove(&timer);
             }
+        }
+    }
+
+    /// Gives the virtual MAC interface the link-local address the adverts are sent from
+    /// (IPv6), once.
+    fn add_link_local(&mut self) {
+        let Some(ll) = self.link_local.filter(|_| !self.link_local_added) else {
+            return;
+        };
+        match self.rtnl.add_address(self.ifindex, &ll) {
+            Ok(()) => self.link_local_added = true,
+            Err(e) => tracing::error!(
+                instance = %self.name, address = %ll, interface = %self.interface,
+                "cannot add the link-local address to send adverts from: {e}"
+            ),
         }
     }
 
@@ -623,9 +660,14 @@ pub async fn drive(
             name: p.name,
             interface: p.interface,
             ifindex: p.ifindex,
+            parent_ifindex: p.parent_ifindex,
+            link_local: p.link_local,
+            link_local_added: false,
             mac: p.mac,
             vips: p.vips,
             sock,
+            tx: p.tx,
+            vmac: p.vmac,
             garp: p.garp.map(Arc::new),
             rtnl: p.rtnl,
             garp_interval: p.garp_interval,
@@ -672,10 +714,19 @@ pub async fn drive(
         }
         let primary = u.core.member(i).map(|inst| inst.config().primary_address);
         let all: Vec<IpAddr> = m.vips.iter().map(|v| v.address).collect();
+        // With a virtual MAC interface, also from its parent (a run without it).
+        let indexes: Vec<u32> = std::iter::once(m.ifindex).chain(m.parent_ifindex).collect();
+        if let Some(ll) = m.link_local {
+            if let Err(e) = m.rtnl.remove_address(m.ifindex, &ll) {
+                tracing::warn!(instance = %m.name, address = %ll, "cannot remove a stale link-local address: {e}");
+            }
+        }
         for a in all.into_iter().filter(|a| Some(*a) != primary) {
             let v = m.vip(a);
-            if let Err(e) = m.rtnl.remove_address(m.ifindex, &v) {
-                tracing::warn!(instance = %m.name, address = %v, "cannot remove stale address: {e}");
+            for index in &indexes {
+                if let Err(e) = m.rtnl.remove_address(*index, &v) {
+                    tracing::warn!(instance = %m.name, address = %v, "cannot remove stale address: {e}");
+                }
             }
         }
     }
@@ -777,6 +828,12 @@ pub async fn drive(
         }
         if let Some(f) = &mut m.state_file {
             f.remove();
+        }
+        if let Some(v) = m.vmac.take() {
+            let name = v.name.clone();
+            if let Err(e) = v.remove(&mut m.rtnl) {
+                tracing::warn!(instance = %m.name, interface = %name, "cannot remove the virtual MAC interface: {e}");
+            }
         }
         let mut st = m.status(&inst);
         st.master = None;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use vrrp_proto::{Auth, GarpConfig, InstanceConfig, Version};
 
-use super::{InstanceSpec, NotifySpec, SyncGroupSpec, TrackScript, VirtualAddress};
+use super::{InstanceSpec, NotifySpec, SyncGroupSpec, TrackScript, VirtualAddress, VmacSpec};
 use crate::config::{self, AddressFamily, VrrpVersion};
 
 fn argv(c: &config::Command) -> Vec<String> {
@@ -54,6 +54,9 @@ pub fn instance_spec(vi: &config::VrrpInstance) -> InstanceSpec {
         timeout: vi.notify.timeout,
         ..NotifySpec::default()
     };
+    spec.vmac = vi.vmac.as_ref().map(|v| VmacSpec {
+        name: v.name.clone(),
+    });
     spec.track_interfaces.clone_from(&vi.track_interfaces);
     spec.track_scripts = vi
         .track_scripts

@@ -8,6 +8,8 @@
 //!   addresses added and removed with their prefix (idempotent);
 //! * [`garp`]: gratuitous ARPs and unsolicited neighbour advertisements
 //!   through `AF_PACKET`;
+//! * [`vmac`]: virtual MAC interfaces (keepalived's `use_vmac`), macvlans
+//!   with the virtual router's MAC address;
 //! * [`notify`]: notify commands (argv, no shell, with a timeout, queued
 //!   per instance);
 //! * [`driver`]: one tokio task per instance (or per sync group) that feeds
@@ -36,9 +38,8 @@
 //! tracking) is tested in `keepalive-d/tests/vrrp_interop.rs`.
 //!
 //! Everything happens in the caller's network namespace and needs
-//! `CAP_NET_RAW` and `CAP_NET_ADMIN`. Not supported: VMAC interfaces
-//! (`use_vmac`), IPsec AH authentication, reloading the configuration of
-//! running instances.
+//! `CAP_NET_RAW` and `CAP_NET_ADMIN`. Not supported: IPsec AH
+//! authentication, reloading the configuration of running instances.
 
 pub mod addr;
 pub mod driver;
@@ -48,6 +49,7 @@ pub mod notify;
 pub mod socket;
 pub mod state_file;
 mod timer;
+pub mod vmac;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -166,6 +168,16 @@ pub struct InstanceSpec {
     /// Where the instance keeps its state file (`vrrp-<name>.state`) so that a quick
     /// restart resumes as Master ([`state_file`]); `None`: no state file.
     pub state_dir: Option<std::path::PathBuf>,
+    /// The virtual MAC interface to create over [`InstanceSpec::interface`] and run on
+    /// (keepalived's `use_vmac`, see [`vmac`]); `None`: the interface itself.
+    pub vmac: Option<VmacSpec>,
+}
+
+/// A virtual MAC interface (see [`vmac`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmacSpec {
+    /// The macvlan's name (at most 15 bytes).
+    pub name: String,
 }
 
 /// A tracked script (keepalived `vrrp_script`): run as argv, no shell.
@@ -204,6 +216,7 @@ impl InstanceSpec {
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
             state_dir: None,
+            vmac: None,
         }
     }
 }
@@ -499,6 +512,7 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         track_interfaces,
         track_scripts,
         state_dir,
+        vmac,
     } = spec;
     let io_err = |what: &'static str| {
         let instance = name.clone();
@@ -538,11 +552,41 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         instance: name.clone(),
         source,
     })?;
-    let sock = socket::VrrpSocket::open(&interface, link.index, ipv6, multicast)
-        .map_err(io_err("opening the VRRP socket"))?;
-    let garp = match link.mac {
+    // With a virtual MAC interface, the instance runs on it: addresses, adverts (sent
+    // from its MAC; unicast adverts, addressed to the parent's MAC, are still received on
+    // the parent) and gratuitous ARPs / NAs.
+    let vmac = match vmac {
+        Some(v) => {
+            let vmac_err = |source| Error::Interface {
+                instance: name.clone(),
+                interface: v.name.clone(),
+                source,
+            };
+            Some(
+                vmac::Vmac::acquire(&mut rtnl, &v.name, link.index, valid.vrid, ipv6)
+                    .map_err(vmac_err)?,
+            )
+        }
+        None => None,
+    };
+    let (run_on, run_index, run_mac) = match &vmac {
+        Some(v) => (v.name.clone(), v.index, Some(v.mac)),
+        None => (interface.clone(), link.index, link.mac),
+    };
+    let (sock, tx) = if multicast || vmac.is_none() {
+        let sock = socket::VrrpSocket::open(&run_on, run_index, ipv6, multicast)
+            .map_err(io_err("opening the VRRP socket"))?;
+        (sock, None)
+    } else {
+        let rx = socket::VrrpSocket::open(&interface, link.index, ipv6, false)
+            .map_err(io_err("opening the VRRP socket"))?;
+        let tx = socket::VrrpSocket::open(&run_on, run_index, ipv6, false)
+            .map_err(io_err("opening the VRRP socket"))?;
+        (rx, Some(tx))
+    };
+    let garp = match run_mac {
         Some(_) => {
-            Some(garp::GarpSocket::open(link.index).map_err(io_err("opening the packet socket"))?)
+            Some(garp::GarpSocket::open(run_index).map_err(io_err("opening the packet socket"))?)
         }
         None => None,
     };
@@ -556,6 +600,14 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         })?;
         tracked.push(addr::LinkMonitor::new(l.index).map_err(io_err("link monitor"))?);
     }
+    // IPv6 adverts go out from the parent's link-local address (RFC 5798 5.1.2.2), which
+    // must be an address of the interface they leave by: the macvlan gets it while Master
+    // (a Backup's macvlan with an address of its own would send router solicitations and
+    // MLD reports from the virtual MAC).
+    let link_local = vmac
+        .as_ref()
+        .filter(|_| ipv6)
+        .map(|_| VirtualAddress::new(valid.primary_address, 64));
     let instance = Instance::new(valid);
     let state_path = state_dir.map(|d| d.join(format!("vrrp-{name}.state")));
     let resume = state_path
@@ -565,12 +617,16 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         resume,
         state_path,
         name,
-        interface,
-        ifindex: link.index,
-        mac: link.mac,
+        interface: run_on,
+        ifindex: run_index,
+        parent_ifindex: vmac.as_ref().map(|_| link.index),
+        link_local,
+        mac: run_mac,
         vips: virtual_addresses,
         instance,
         sock,
+        tx,
+        vmac,
         garp,
         link: monitor,
         tracked,
