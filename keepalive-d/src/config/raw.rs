@@ -79,6 +79,23 @@ pub(crate) enum RawVmac {
     Invalid(serde::de::IgnoredAny),
 }
 
+impl RawVmac {
+    /// The macvlan's name for virtual router `vrid` of `family`: `None` when off or
+    /// malformed (reported by the validation of the instance).
+    pub fn name(&self, vrid: u8, family: super::types::AddressFamily) -> Option<String> {
+        use super::types::Vmac;
+        match self {
+            RawVmac::Enabled(true) => Some(Vmac::default_name(vrid, family)),
+            RawVmac::Named(map) if map.keys().all(|k| k == "name") => Some(
+                map.get("name")
+                    .cloned()
+                    .unwrap_or_else(|| Vmac::default_name(vrid, family)),
+            ),
+            RawVmac::Enabled(false) | RawVmac::Named(_) | RawVmac::Invalid(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTrackScript {

@@ -850,28 +850,25 @@ impl Validator<'_> {
         priority: i64,
     ) -> Option<Vmac> {
         let at = &raw.referenced;
-        let name = match &raw.value {
-            RawVmac::Enabled(false) => return None,
-            RawVmac::Enabled(true) => Vmac::default_name(vrid, family),
-            RawVmac::Named(map) if map.keys().all(|k| k == "name") => match map.get("name") {
-                None => Vmac::default_name(vrid, family),
-                Some(n) => {
-                    let s = S {
-                        value: n.clone(),
-                        referenced: *at,
-                        defined: *at,
-                    };
-                    self.interface_name(&s, "vmac.name")
-                }
-            },
-            RawVmac::Named(_) | RawVmac::Invalid(_) => {
-                self.err(
-                    at,
-                    "`vmac` must be `true`, `false` or `{ name: NAME }` (the macvlan's name, default vrrp.VRID)",
-                );
-                return None;
-            }
+        if matches!(raw.value, RawVmac::Enabled(false)) {
+            return None;
+        }
+        let Some(name) = raw.value.name(vrid, family) else {
+            self.err(
+                at,
+                "`vmac` must be `true`, `false` or `{ name: NAME }` (the macvlan's name, default vrrp.VRID)",
+            );
+            return None;
         };
+        // (The default names are valid too.)
+        let name = self.interface_name(
+            &S {
+                value: name,
+                referenced: *at,
+                defined: *at,
+            },
+            "vmac.name",
+        );
         if name == interface {
             self.err(
                 at,
@@ -1114,44 +1111,36 @@ impl Validator<'_> {
                     vrids.insert(key, (name.to_owned(), vrid.referenced));
                 }
             }
-            if let (Some(vmac), Some(number)) = (&r.vmac, vrid_number) {
-                let vmac_name = match &vmac.value {
-                    RawVmac::Enabled(true) => Some(Vmac::default_name(
-                        number,
-                        family.unwrap_or(AddressFamily::Ipv4),
-                    )),
-                    RawVmac::Named(map) => Some(map.get("name").cloned().unwrap_or_else(|| {
-                        Vmac::default_name(number, family.unwrap_or(AddressFamily::Ipv4))
-                    })),
-                    RawVmac::Enabled(false) | RawVmac::Invalid(_) => None,
-                };
-                if let Some(vmac_name) = vmac_name {
-                    if let Some((other, first)) = vmacs.get(&vmac_name) {
-                        self.err(
-                            &vmac.referenced,
-                            format!(
-                                "`vmac`: the virtual MAC interface `{}` is also that of instance `{}` (at {}); \
-                                 give each instance its own with `vmac: {{ name: NAME }}`",
-                                show(&vmac_name),
-                                show(other),
-                                position_text(first)
-                            ),
-                        );
-                    } else if interfaces.contains(vmac_name.as_str())
-                        // Its own interface is reported by `vmac()`.
-                        && r.interface.as_ref().map(|i| i.value.as_str()) != Some(vmac_name.as_str())
-                    {
-                        self.err(
-                            &vmac.referenced,
-                            format!(
-                                "`vmac`: `{}` is the interface of a vrrp instance; the virtual MAC \
-                                 interface needs a name of its own",
-                                show(&vmac_name)
-                            ),
-                        );
-                    } else {
-                        vmacs.insert(vmac_name, (name.to_owned(), vmac.referenced));
-                    }
+            if let (Some(vmac), Some(number)) = (&r.vmac, vrid_number)
+                && let Some(vmac_name) = vmac
+                    .value
+                    .name(number, family.unwrap_or(AddressFamily::Ipv4))
+            {
+                if let Some((other, first)) = vmacs.get(&vmac_name) {
+                    self.err(
+                        &vmac.referenced,
+                        format!(
+                            "`vmac`: the virtual MAC interface `{}` is also that of instance `{}` (at {}); \
+                             give each instance its own with `vmac: {{ name: NAME }}`",
+                            show(&vmac_name),
+                            show(other),
+                            position_text(first)
+                        ),
+                    );
+                } else if interfaces.contains(vmac_name.as_str())
+                    // Its own interface is reported by `vmac()`.
+                    && r.interface.as_ref().map(|i| i.value.as_str()) != Some(vmac_name.as_str())
+                {
+                    self.err(
+                        &vmac.referenced,
+                        format!(
+                            "`vmac`: `{}` is the interface of a vrrp instance; the virtual MAC \
+                             interface needs a name of its own",
+                            show(&vmac_name)
+                        ),
+                    );
+                } else {
+                    vmacs.insert(vmac_name, (name.to_owned(), vmac.referenced));
                 }
             }
             for s in r.virtual_ips.iter().flat_map(|l| l.value.iter()) {
