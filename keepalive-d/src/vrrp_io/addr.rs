@@ -286,6 +286,8 @@ pub const DEVCONF_ARP_FILTER: u16 = 13;
 pub const DEVCONF_ARP_ANNOUNCE: u16 = 18;
 /// `arp_ignore`.
 pub const DEVCONF_ARP_IGNORE: u16 = 19;
+/// `promote_secondaries`.
+pub const DEVCONF_PROMOTE_SECONDARIES: u16 = 20;
 /// `accept_local`.
 pub const DEVCONF_ACCEPT_LOCAL: u16 = 23;
 

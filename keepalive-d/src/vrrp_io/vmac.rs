@@ -14,7 +14,8 @@
 //!   on the parent;
 //! * on the macvlan: `arp_ignore=1` (answer ARP only for its own addresses),
 //!   `accept_local=1`, `rp_filter=0` (it receives adverts without an IPv4 address of its
-//!   own), and no IPv6 address generation (`addr_gen_mode` none): a Backup's macvlan must
+//!   own), `promote_secondaries=1` (removing one virtual IP keeps the others of its
+//!   subnet), and no IPv6 address generation (`addr_gen_mode` none): a Backup's macvlan must
 //!   not send anything from the virtual MAC (an IPv6 instance's macvlan gets the parent's
 //!   link-local address, to send its adverts from, only while Master: see the driver);
 //! * on the parent, for IPv4: `arp_ignore=1` and `arp_filter=1`, so that it does not
@@ -38,7 +39,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::addr::{
     DEVCONF_ACCEPT_LOCAL, DEVCONF_ARP_ANNOUNCE, DEVCONF_ARP_FILTER, DEVCONF_ARP_IGNORE,
-    DEVCONF_RP_FILTER, Rtnl,
+    DEVCONF_PROMOTE_SECONDARIES, DEVCONF_RP_FILTER, Rtnl,
 };
 
 /// The parent's ARP settings while it has a virtual MAC interface: `arp_ignore`,
@@ -259,6 +260,7 @@ fn configure(
             (DEVCONF_ARP_IGNORE, 1),
             (DEVCONF_ACCEPT_LOCAL, 1),
             (DEVCONF_RP_FILTER, 0),
+            (DEVCONF_PROMOTE_SECONDARIES, 1),
         ],
     )?;
     rtnl.set_addr_gen_mode_none(index)?;
