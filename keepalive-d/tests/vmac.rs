@@ -16,7 +16,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, UdpSocket};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipvs_integration::daemon::Daemon;
 use ipvs_integration::netns::TestNs;
@@ -45,6 +45,14 @@ fn v4(priority: u8) -> String {
         priority,
         &format!("    virtual_ips: [{VIP}/24]\n    vmac: true\n"),
     )
+}
+
+/// Stops `d` (SIGTERM): a clean exit, and its macvlan `dev` gone from `ns`. Its log.
+fn stop_removes(d: Daemon, ns: &TestNs, dev: &str) -> String {
+    let (code, log) = d.stop(Duration::from_secs(5)).unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(link(ns, dev).is_none(), "{dev} left behind:\n{log}");
+    log
 }
 
 fn start(node: &SegmentNode, config: &str) -> Daemon {
@@ -139,6 +147,38 @@ fn adverts<'a>(frames: &[&'a WireFrame]) -> Vec<&'a WireFrame> {
         .collect()
 }
 
+/// What a node that took over sent on its bridge `port` (frames since index `mark`): at
+/// least one advert, every advert from the virtual MAC, and a gratuitous ARP for the
+/// virtual IP from and announcing the virtual MAC.
+fn assert_took_over_with_the_virtual_mac(cap: &WireCapture, mark: usize, port: u32, log: &str) {
+    let frames = cap.frames();
+    let sent = from_port(&frames[mark..], port);
+    let ads = adverts(&sent);
+    assert!(!ads.is_empty(), "no advert:\n{log}");
+    assert!(
+        ads.iter().all(|f| f.src_mac() == Some(VMAC)),
+        "an advert not from the virtual MAC:\n{log}"
+    );
+    assert!(
+        sent.iter().any(|f| f.src_mac() == Some(VMAC)
+            && gratuitous_arp(&f.data).is_some_and(|g| g.mac == VMAC && g.ip.to_string() == VIP)),
+        "no gratuitous ARP from the virtual MAC:\n{log}"
+    );
+}
+
+/// The client `c` still resolves the virtual IP to the virtual MAC, and its traffic to it
+/// now arrives on `node`'s macvlan.
+fn assert_client_reaches(c: &TestNs, node: &TestNs, dev: &str, vip: &str, mac: &str) {
+    assert_eq!(neighbour(c, vip).as_deref(), Some(mac));
+    let rx = rx_packets(node, dev);
+    poke(c, vip);
+    assert!(
+        wait_for(Duration::from_secs(2), || rx_packets(node, dev) > rx),
+        "the client's datagram did not arrive on {dev}"
+    );
+    assert_eq!(neighbour(c, vip).as_deref(), Some(mac));
+}
+
 fn adverts6<'a>(frames: &[&'a WireFrame]) -> Vec<&'a WireFrame> {
     frames
         .iter()
@@ -195,6 +235,7 @@ fn the_virtual_mac_moves_with_the_master() {
         ("arp_ignore", "1"),
         ("accept_local", "1"),
         ("rp_filter", "0"),
+        ("promote_secondaries", "1"),
     ] {
         assert_eq!(
             sysctl(&a.ns, &format!("net.ipv4.conf.vrrp/51.{k}")),
@@ -260,32 +301,13 @@ fn the_virtual_mac_moves_with_the_master() {
         db.log()
     );
     std::thread::sleep(Duration::from_millis(300));
-    let frames = cap.frames();
-    let new = &frames[mark..];
-    let from_b = from_port(new, b.port);
-    let ads = adverts(&from_b);
-    assert!(!ads.is_empty());
-    assert!(ads.iter().all(|f| f.src_mac() == Some(VMAC)));
-    assert!(from_b.iter().any(|f| {
-        gratuitous_arp(&f.data).is_some_and(|g| g.mac == VMAC && g.ip.to_string() == VIP)
-    }));
+    assert_took_over_with_the_virtual_mac(&cap, mark, b.port, &db.log());
     assert_eq!(fdb_port(&seg.br, VMAC_TEXT).as_deref(), Some("p-1"));
     // The client's entry for the virtual IP did not change, and its traffic now goes to b.
-    assert_eq!(neighbour(&c.ns, VIP).as_deref(), Some(VMAC_TEXT));
-    let rx = rx_packets(&b.ns, "vrrp.51");
-    poke(&c.ns, VIP);
-    assert!(wait_for(Duration::from_secs(2), || rx_packets(
-        &b.ns, "vrrp.51"
-    ) > rx));
-    assert_eq!(neighbour(&c.ns, VIP).as_deref(), Some(VMAC_TEXT));
+    assert_client_reaches(&c.ns, &b.ns, "vrrp.51", VIP, VMAC_TEXT);
 
     // A graceful stop removes the macvlan and restores the parent's settings.
-    let (code, log) = db.stop(Duration::from_secs(5)).unwrap();
-    assert_eq!(code, Some(0), "{log}");
-    assert!(
-        link(&b.ns, "vrrp.51").is_none(),
-        "macvlan left behind:\n{log}"
-    );
+    let log = stop_removes(db, &b.ns, "vrrp.51");
     assert!(log.contains("removed the virtual MAC interface"), "{log}");
     assert_eq!(parent_arp(&b.ns), before);
 
@@ -306,8 +328,7 @@ fn the_virtual_mac_moves_with_the_master() {
         .log()
         .contains("state=master")));
     assert!(has_addr(&a.ns, "vrrp.51", VIP));
-    let (_, log) = da.stop(Duration::from_secs(5)).unwrap();
-    assert!(link(&a.ns, "vrrp.51").is_none(), "{log}");
+    stop_removes(da, &a.ns, "vrrp.51");
 }
 
 /// keepalived with `use_vmac` on the other node, both ways: ours Master and keepalived
@@ -326,6 +347,16 @@ fn interop_with_keepalived_use_vmac() {
          vrrp_instance VI {{\n  state BACKUP\n  interface eth0\n  use_vmac\n  virtual_router_id 51\n  \
          priority 100\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
     );
+
+    // keepalived 2.2.7 sets arp_ignore and arp_filter on the interface under its macvlan
+    // but not arp_announce (keepalive-d sets 2): without it, the first time the keepalived
+    // Master answers a client from the virtual IP (here an ICMP port unreachable), its ARP
+    // request for the client goes out of eth0 with the virtual IP as sender and eth0's
+    // MAC, and the client's entry for the virtual IP moves to that MAC (seen in this
+    // test). The operator of a keepalived peer sets it, as CONFIG.md says.
+    ka.ns
+        .run("sysctl", &["-qw", "net.ipv4.conf.eth0.arp_announce=2"])
+        .unwrap();
 
     // Ours Master, keepalived Backup.
     let ours = start(us, &v4(200));
@@ -365,19 +396,8 @@ fn interop_with_keepalived_use_vmac() {
         k.log()
     );
     std::thread::sleep(Duration::from_millis(300));
-    let frames = cap.frames();
-    let ads = adverts(&from_port(&frames[mark..], ka.port));
-    assert!(!ads.is_empty());
-    assert!(
-        ads.iter().all(|f| f.src_mac() == Some(VMAC)),
-        "keepalived's adverts not from the VMAC"
-    );
-    assert_eq!(neighbour(&c.ns, VIP).as_deref(), Some(VMAC_TEXT));
-    let rx = rx_packets(&ka.ns, "vrrp.51");
-    poke(&c.ns, VIP);
-    assert!(wait_for(Duration::from_secs(2), || rx_packets(
-        &ka.ns, "vrrp.51"
-    ) > rx));
+    assert_took_over_with_the_virtual_mac(&cap, mark, ka.port, &k.log());
+    assert_client_reaches(&c.ns, &ka.ns, "vrrp.51", VIP, VMAC_TEXT);
 
     // Ours back at the higher priority: it adopts its macvlan and preempts keepalived.
     us.ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
@@ -391,20 +411,12 @@ fn interop_with_keepalived_use_vmac() {
         k.log()
     );
     std::thread::sleep(Duration::from_millis(300));
-    let frames = cap.frames();
-    let ads = adverts(&from_port(&frames[mark..], us.port));
-    assert!(!ads.is_empty() && ads.iter().all(|f| f.src_mac() == Some(VMAC)));
-    assert_eq!(neighbour(&c.ns, VIP).as_deref(), Some(VMAC_TEXT));
-    let rx = rx_packets(&us.ns, "vrrp.51");
-    poke(&c.ns, VIP);
-    assert!(wait_for(Duration::from_secs(2), || rx_packets(
-        &us.ns, "vrrp.51"
-    ) > rx));
+    assert_took_over_with_the_virtual_mac(&cap, mark, us.port, &ours.log());
+    assert_client_reaches(&c.ns, &us.ns, "vrrp.51", VIP, VMAC_TEXT);
 
     // Graceful stop of ours (priority 0): keepalived takes over; ours again, now at a
     // lower priority: it stays Backup under keepalived's adverts from the virtual MAC.
-    let (_, log) = ours.stop(Duration::from_secs(5)).unwrap();
-    assert!(link(&us.ns, "vrrp.51").is_none(), "{log}");
+    stop_removes(ours, &us.ns, "vrrp.51");
     assert!(wait_for(Duration::from_secs(2), || has_addr(
         &ka.ns, "vrrp.51", VIP
     )));
@@ -420,8 +432,21 @@ fn interop_with_keepalived_use_vmac() {
     );
     assert!(!has_addr(&us.ns, "vrrp.51", VIP));
     assert!(!ours.log().contains("state=master"), "{}", ours.log());
-    drop(ours);
+
+    // keepalived killed as Master (its node off the segment): ours takes over with the
+    // same MAC, and the client's entry stays.
+    let mark = cap.frames().len();
     k.sigkill().unwrap();
+    ka.ns.run("ip", &["link", "set", "eth0", "down"]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(3), || has_addr(&us.ns, "vrrp.51", VIP)),
+        "ours did not take over from keepalived:\n{}",
+        ours.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_took_over_with_the_virtual_mac(&cap, mark, us.port, &ours.log());
+    assert_client_reaches(&c.ns, &us.ns, "vrrp.51", VIP, VMAC_TEXT);
+    stop_removes(ours, &us.ns, "vrrp.51");
 }
 
 /// Unicast adverts with a virtual MAC: sent from the macvlan (source MAC the virtual
@@ -470,8 +495,7 @@ fn unicast_peers_with_a_virtual_mac() {
         "{}",
         db.log()
     );
-    let (_, log) = db.stop(Duration::from_secs(5)).unwrap();
-    assert!(link(&b.ns, "vrrp.51").is_none(), "{log}");
+    stop_removes(db, &b.ns, "vrrp.51");
 }
 
 /// IPv6: macvlan `vrrp6.51` with MAC 00:00:5e:00:02:33 and the parent's link-local
@@ -567,15 +591,8 @@ fn ipv6_virtual_mac() {
         "{}",
         db.log()
     );
-    assert_eq!(neighbour(&c.ns, VIP6).as_deref(), Some(VMAC6_TEXT));
-    let rx = rx_packets(&b.ns, "vrrp6.51");
-    poke(&c.ns, VIP6);
-    assert!(wait_for(Duration::from_secs(2), || rx_packets(
-        &b.ns, "vrrp6.51"
-    ) > rx));
-    assert_eq!(neighbour(&c.ns, VIP6).as_deref(), Some(VMAC6_TEXT));
-    let (_, log) = db.stop(Duration::from_secs(5)).unwrap();
-    assert!(link(&b.ns, "vrrp6.51").is_none(), "{log}");
+    assert_client_reaches(&c.ns, &b.ns, "vrrp6.51", VIP6, VMAC6_TEXT);
+    stop_removes(db, &b.ns, "vrrp6.51");
 }
 
 /// An interface of the configured name that is not a macvlan is never touched (the
@@ -697,7 +714,7 @@ fn reloads_keep_or_remove_the_virtual_mac() {
     )));
     assert!(link(&a.ns, "vrrp.51").is_none(), "{}", d.log());
     assert_eq!(parent_arp(&a.ns), ["0", "0", "0"]);
-    let _ = d.stop(Duration::from_secs(5));
+    stop_removes(d, &a.ns, "vrrp.51");
 }
 
 /// The interface index of `dev` in `ns`.
@@ -706,4 +723,98 @@ fn nix_index(ns: &TestNs, dev: &str) -> Option<u32> {
     ns.enter(move || nix::net::if_::if_nametoindex(dev.as_str()).ok())
         .ok()
         .flatten()
+}
+
+/// An upgrade in place (SIGUSR2) keeps the macvlan: the new process adopts it and
+/// resumes as Master on it, with the virtual IP still there; its stop then removes it.
+#[test]
+fn a_hand_over_keeps_the_virtual_mac() {
+    let seg = Segment::new("vh", 1).unwrap();
+    let a = &seg.nodes[0];
+    let d = start(a, &v4(200));
+    assert!(wait_for(Duration::from_secs(3), || has_addr(
+        &a.ns, "vrrp.51", VIP
+    )));
+    let before = nix_index(&a.ns, "vrrp.51").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGUSR2).unwrap();
+    assert!(
+        d.wait_log(
+            "resuming as Master without a failover",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    assert!(
+        log.contains("adopting the existing virtual MAC interface"),
+        "{log}"
+    );
+    assert!(!log.contains("removed the virtual MAC interface"), "{log}");
+    assert_eq!(nix_index(&a.ns, "vrrp.51"), Some(before), "{log}");
+    assert!(has_addr(&a.ns, "vrrp.51", VIP));
+    stop_removes(d, &a.ns, "vrrp.51");
+}
+
+/// `keepalive-d check` reports each bad `vmac` setting of `tests/bad-configs/vrrp-vmac-*`
+/// as `FILE:LINE:COLUMN: message` and exits 1; the good forms pass.
+#[test]
+fn check_reports_bad_vmac_settings_at_their_position() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-configs");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vrrp-vmac-"))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap();
+        let (position, message) = expect.split_once(": ").unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", path.display());
+        let prefix = format!("{}:{position}: ", path.display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(message)),
+            "{}: expected `{prefix}...{message}`, got:\n{stderr}",
+            path.display()
+        );
+    }
+    let good = std::env::temp_dir().join(format!("vmac-good-{}.yaml", std::process::id()));
+    std::fs::write(
+        &good,
+        "vrrp_instances:\n\
+         \x20 - { name: a, interface: eth0, vrid: 51, priority: 100, virtual_ips: [192.0.2.10/24], vmac: true }\n\
+         \x20 - { name: b, interface: eth0, vrid: 51, priority: 100, virtual_ips: ['2001:db8::10/64'], vmac: true }\n\
+         \x20 - { name: c, interface: eth1, vrid: 51, priority: 100, virtual_ips: [198.51.100.10/24], vmac: { name: vrrp-c } }\n\
+         \x20 - { name: d, interface: eth1, vrid: 52, priority: 100, virtual_ips: [198.51.100.11/24], vmac: false }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&good);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
