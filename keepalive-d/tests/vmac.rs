@@ -498,29 +498,31 @@ fn unicast_peers_with_a_virtual_mac() {
     stop_removes(db, &b.ns, "vrrp.51");
 }
 
+/// Three nodes with 2001:db8::(2 + i)/64 on `eth0`, and their link-local addresses.
+fn ipv6_segment(tag: &str) -> Segment {
+    let seg = Segment::new(tag, 3).unwrap();
+    for (i, n) in seg.nodes.iter().enumerate() {
+        let addr = format!("2001:db8::{}/64", i + 2);
+        n.ns.run("ip", &["addr", "add", &addr, "dev", "eth0", "nodad"])
+            .unwrap();
+    }
+    // The link-local addresses appear once the links are up.
+    assert!(wait_for(Duration::from_secs(3), || seg
+        .nodes
+        .iter()
+        .all(|n| addrs(&n.ns, "eth0").contains("fe80::"))));
+    seg
+}
+
 /// IPv6: macvlan `vrrp6.51` with MAC 00:00:5e:00:02:33 and the parent's link-local
 /// address; adverts from it, unsolicited NAs for the virtual IP with it; the client's
 /// neighbour entry for the virtual IP keeps it across a failover.
 #[test]
 fn ipv6_virtual_mac() {
-    let seg = Segment::new("v6m", 3).unwrap();
+    let seg = ipv6_segment("v6m");
     let [a, b, c] = &seg.nodes[..] else {
         panic!("three nodes")
     };
-    for (i, n) in seg.nodes.iter().enumerate() {
-        n.ns.run(
-            "ip",
-            &[
-                "addr",
-                "add",
-                &format!("2001:db8::{}/64", i + 2),
-                "dev",
-                "eth0",
-                "nodad",
-            ],
-        )
-        .unwrap();
-    }
     let cap = WireCapture::start(&seg.br).unwrap();
     let conf = |p: u8| {
         config(
@@ -528,10 +530,6 @@ fn ipv6_virtual_mac() {
             &format!("    virtual_ips: [\"{VIP6}/64\"]\n    vmac: true\n"),
         )
     };
-    // The link-local addresses appear once the links are up.
-    assert!(wait_for(Duration::from_secs(3), || addrs(&a.ns, "eth0")
-        .contains("fe80::")
-        && addrs(&b.ns, "eth0").contains("fe80::")));
     let da = start(a, &conf(200));
     assert!(
         wait_for(Duration::from_secs(3), || has_addr(&a.ns, "vrrp6.51", VIP6)),
@@ -817,4 +815,70 @@ fn check_reports_bad_vmac_settings_at_their_position() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// IPv6 against keepalived with `use_vmac`: keepalived Master, ours Backup on its macvlan
+/// (it hears keepalived's adverts from 00:00:5e:00:02:33); keepalived killed: ours takes
+/// over with the same MAC and the client's neighbour entry stays; keepalived back at the
+/// higher priority preempts ours, again with the same MAC.
+#[test]
+fn ipv6_interop_with_keepalived_use_vmac() {
+    let seg = ipv6_segment("vk6");
+    let [ka, us, c] = &seg.nodes[..] else {
+        panic!("three nodes")
+    };
+    let ka_conf = format!(
+        "global_defs {{\n  router_id ka6\n  vrrp_version 3\n}}\n\
+         vrrp_instance VI6 {{\n  state BACKUP\n  interface eth0\n  use_vmac\n  virtual_router_id 51\n  \
+         priority 200\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP6}/64\n  }}\n}}\n"
+    );
+    let mut k = Keepalived::start(&ka.ns, &ka_conf).unwrap();
+    // keepalived names an IPv6 instance's macvlan vrrp.VRID.
+    assert!(
+        wait_for(Duration::from_secs(5), || has_addr(&ka.ns, "vrrp.51", VIP6)),
+        "keepalived never became Master:\n{}",
+        k.log()
+    );
+    let ours = start(
+        us,
+        &config(
+            100,
+            &format!("    virtual_ips: [\"{VIP6}/64\"]\n    vmac: true\n"),
+        ),
+    );
+    assert!(ours.wait_log("state=backup", Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        !ours.log().contains("state=master"),
+        "ours did not hear keepalived:\n{}",
+        ours.log()
+    );
+    assert!(!has_addr(&us.ns, "vrrp6.51", VIP6));
+    assert_eq!(resolve(&c.ns, VIP6), VMAC6_TEXT);
+
+    k.sigkill().unwrap();
+    ka.ns.run("ip", &["link", "set", "eth0", "down"]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(3), || has_addr(
+            &us.ns, "vrrp6.51", VIP6
+        )),
+        "ours did not take over:\n{}",
+        ours.log()
+    );
+    assert_client_reaches(&c.ns, &us.ns, "vrrp6.51", VIP6, VMAC6_TEXT);
+
+    ka.ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+    assert!(wait_for(Duration::from_secs(3), || addrs(&ka.ns, "eth0")
+        .contains("fe80::")));
+    drop(k); // its pid files
+    let k = Keepalived::start(&ka.ns, &ka_conf).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || has_addr(&ka.ns, "vrrp.51", VIP6)
+            && !has_addr(&us.ns, "vrrp6.51", VIP6)),
+        "no preemption by keepalived:\nours:\n{}\nkeepalived:\n{}",
+        ours.log(),
+        k.log()
+    );
+    assert_client_reaches(&c.ns, &ka.ns, "vrrp.51", VIP6, VMAC6_TEXT);
+    stop_removes(ours, &us.ns, "vrrp6.51");
 }
