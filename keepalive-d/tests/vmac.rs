@@ -882,3 +882,33 @@ fn ipv6_interop_with_keepalived_use_vmac() {
     assert_client_reaches(&c.ns, &ka.ns, "vrrp.51", VIP6, VMAC6_TEXT);
     stop_removes(ours, &us.ns, "vrrp6.51");
 }
+
+/// The macvlan deleted by hand under a running Master: the instance goes to FAULT and
+/// the Backup takes over with the virtual MAC; the stop of the faulty one still exits
+/// cleanly (nothing left to delete).
+#[test]
+fn a_macvlan_deleted_by_hand_is_a_fault() {
+    let seg = Segment::new("vd", 2).unwrap();
+    let [a, b] = &seg.nodes[..] else {
+        panic!("two nodes")
+    };
+    let da = start(a, &v4(200));
+    assert!(wait_for(Duration::from_secs(3), || has_addr(
+        &a.ns, "vrrp.51", VIP
+    )));
+    let db = start(b, &v4(100));
+    assert!(db.wait_log("state=backup", Duration::from_secs(3)));
+    a.ns.run("ip", &["link", "del", "vrrp.51"]).unwrap();
+    assert!(
+        da.wait_log("state=fault", Duration::from_secs(3)),
+        "{}",
+        da.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || has_addr(&b.ns, "vrrp.51", VIP)),
+        "b did not take over:\n{}",
+        db.log()
+    );
+    stop_removes(da, &a.ns, "vrrp.51");
+    stop_removes(db, &b.ns, "vrrp.51");
+}

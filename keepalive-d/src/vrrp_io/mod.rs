@@ -600,6 +600,12 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         })?;
         tracked.push(addr::LinkMonitor::new(l.index).map_err(io_err("link monitor"))?);
     }
+    // The virtual MAC interface is tracked like the interface: deleted or set down by
+    // hand, the instance goes to FAULT (and a Master gives way) instead of advertising
+    // into nothing.
+    if let Some(v) = &vmac {
+        tracked.push(addr::LinkMonitor::new(v.index).map_err(io_err("link monitor"))?);
+    }
     // IPv6 adverts go out from the parent's link-local address (RFC 5798 5.1.2.2), which
     // must be an address of the interface they leave by: the macvlan gets it while Master
     // (a Backup's macvlan with an address of its own would send router solicitations and
