@@ -215,7 +215,7 @@ impl Collector for SnapshotCollector {
 impl SnapshotCollector {
     fn vrrp(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let vrrp = &self.snap.vrrp;
-        let inst = |name: &String| -> Labels { vec![("instance", name.clone())] };
+        let inst = |name: &String| -> Labels { vec![("vrrp_instance", name.clone())] };
         gauges(
             enc,
             "vrrp_state",
@@ -224,7 +224,10 @@ impl SnapshotCollector {
                 .flat_map(|(name, st)| {
                     STATES.iter().map(move |s| {
                         (
-                            vec![("instance", name.clone()), ("state", s.name().to_owned())],
+                            vec![
+                                ("vrrp_instance", name.clone()),
+                                ("state", s.name().to_owned()),
+                            ],
                             i64::from(st.state == *s),
                         )
                     })
@@ -279,7 +282,10 @@ impl SnapshotCollector {
                 .flat_map(|(n, st)| {
                     st.receive_errors.iter().map(move |(r, c)| {
                         (
-                            vec![("instance", n.clone()), ("reason", r.name().to_owned())],
+                            vec![
+                                ("vrrp_instance", n.clone()),
+                                ("reason", r.name().to_owned()),
+                            ],
                             c,
                         )
                     })
@@ -937,15 +943,15 @@ mod tests {
         let text = encode(&snapshot()).unwrap_or_else(|e| panic!("{e}"));
         for line in [
             "# TYPE keepalive_d_vrrp_state gauge",
-            "keepalive_d_vrrp_state{instance=\"vi1\",state=\"master\"} 1",
-            "keepalive_d_vrrp_state{instance=\"vi1\",state=\"backup\"} 0",
-            "keepalive_d_vrrp_priority{instance=\"vi1\"} 150",
+            "keepalive_d_vrrp_state{vrrp_instance=\"vi1\",state=\"master\"} 1",
+            "keepalive_d_vrrp_state{vrrp_instance=\"vi1\",state=\"backup\"} 0",
+            "keepalive_d_vrrp_priority{vrrp_instance=\"vi1\"} 150",
             "# TYPE keepalive_d_vrrp_transitions counter",
-            "keepalive_d_vrrp_transitions_total{instance=\"vi1\"} 2",
-            "keepalive_d_vrrp_adverts_sent_total{instance=\"vi1\"} 42",
-            "keepalive_d_vrrp_adverts_received_total{instance=\"vi1\"} 0",
-            "keepalive_d_vrrp_receive_errors_total{instance=\"vi1\",reason=\"bad_ttl\"} 1",
-            "keepalive_d_vrrp_receive_errors_total{instance=\"vi1\",reason=\"auth_mismatch\"} 0",
+            "keepalive_d_vrrp_transitions_total{vrrp_instance=\"vi1\"} 2",
+            "keepalive_d_vrrp_adverts_sent_total{vrrp_instance=\"vi1\"} 42",
+            "keepalive_d_vrrp_adverts_received_total{vrrp_instance=\"vi1\"} 0",
+            "keepalive_d_vrrp_receive_errors_total{vrrp_instance=\"vi1\",reason=\"bad_ttl\"} 1",
+            "keepalive_d_vrrp_receive_errors_total{vrrp_instance=\"vi1\",reason=\"auth_mismatch\"} 0",
             "keepalive_d_virtual_server_quorum{service=\"web\",state=\"met\"} 1",
             "keepalive_d_real_servers{service=\"web\",state=\"up\"} 2",
             "keepalive_d_real_servers{service=\"web\",state=\"down\"} 1",
@@ -1059,7 +1065,7 @@ mod tests {
         assert_eq!((r.status, r.content_type), ("200 OK", CONTENT_TYPE));
         assert!(
             r.body
-                .contains("keepalive_d_vrrp_state{instance=\"vi1\",state=\"backup\"} 1")
+                .contains("keepalive_d_vrrp_state{vrrp_instance=\"vi1\",state=\"backup\"} 1")
         );
         let bytes = String::from_utf8(r.to_bytes()).unwrap_or_default();
         assert!(bytes.starts_with("HTTP/1.1 200 OK\r\n"), "{bytes}");

@@ -230,7 +230,7 @@ fn status_reload_drain_and_metrics_of_a_running_vrrp_daemon() {
     assert_eq!(
         sample(
             body,
-            "keepalive_d_vrrp_state{instance=\"vi1\",state=\"master\"}"
+            "keepalive_d_vrrp_state{vrrp_instance=\"vi1\",state=\"master\"}"
         ),
         Some(1.0),
         "{body}"
@@ -238,35 +238,38 @@ fn status_reload_drain_and_metrics_of_a_running_vrrp_daemon() {
     assert_eq!(
         sample(
             body,
-            "keepalive_d_vrrp_state{instance=\"vi1\",state=\"backup\"}"
+            "keepalive_d_vrrp_state{vrrp_instance=\"vi1\",state=\"backup\"}"
         ),
         Some(0.0)
     );
     assert_eq!(
-        sample(body, "keepalive_d_vrrp_priority{instance=\"vi1\"}"),
+        sample(body, "keepalive_d_vrrp_priority{vrrp_instance=\"vi1\"}"),
         Some(200.0)
     );
     assert_eq!(
-        sample(body, "keepalive_d_vrrp_transitions_total{instance=\"vi1\"}"),
+        sample(
+            body,
+            "keepalive_d_vrrp_transitions_total{vrrp_instance=\"vi1\"}"
+        ),
         Some(2.0)
     );
     let adverts = sample(
         body,
-        "keepalive_d_vrrp_adverts_sent_total{instance=\"vi1\"}",
+        "keepalive_d_vrrp_adverts_sent_total{vrrp_instance=\"vi1\"}",
     )
     .unwrap();
     assert!(adverts >= sent as f64, "{adverts} < {sent}");
     assert_eq!(
         sample(
             body,
-            "keepalive_d_vrrp_receive_errors_total{instance=\"vi1\",reason=\"malformed\"}"
+            "keepalive_d_vrrp_receive_errors_total{vrrp_instance=\"vi1\",reason=\"malformed\"}"
         ),
         Some(0.0)
     );
     assert!(
         sample(
             body,
-            "keepalive_d_vrrp_last_transition_timestamp_seconds{instance=\"vi1\"}"
+            "keepalive_d_vrrp_last_transition_timestamp_seconds{vrrp_instance=\"vi1\"}"
         )
         .is_some()
     );
@@ -303,7 +306,7 @@ fn status_reload_drain_and_metrics_of_a_running_vrrp_daemon() {
     let body = http_get(&ns, "127.0.0.1:9595", "/metrics");
     assert!(
         body.contains(
-            "keepalive_d_vrrp_receive_errors_total{instance=\"vi1\",reason=\"bad_ttl\"} 1"
+            "keepalive_d_vrrp_receive_errors_total{vrrp_instance=\"vi1\",reason=\"bad_ttl\"} 1"
         ),
         "{body}"
     );
