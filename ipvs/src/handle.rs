@@ -758,6 +758,28 @@ impl Ipvs {
     /// service whose key the model cannot represent is an error too.
     pub fn apply(&mut self, desired: &Table, opts: &ApplyOptions) -> Result<ApplyReport, ApiError> {
         let plan = self.plan(desired, opts)?;
+        self.execute(plan, opts)
+    }
+
+    /// Sends the operations of `plan` in one batch, as [`apply`](Self::apply) does after
+    /// its dump: for a caller that has just read the table (with [`table`](Self::table)
+    /// or [`service`](Self::service)) and made the plan with
+    /// [`plan`](crate::reconcile::plan) from that reading, so that the table is not read
+    /// twice. The plan is as current as that reading (a change made in between by
+    /// someone else is not seen). `opts` gives the batch options
+    /// ([`ApplyOptions::stop_at_first_error`]).
+    ///
+    /// ```no_run
+    /// use ipvs::reconcile::{ApplyOptions, normalize_dest_ports, plan};
+    /// let mut ipvs = ipvs::Ipvs::open()?;
+    /// let observed = ipvs.table()?;
+    /// let desired = normalize_dest_ports(observed.table())?; // what the caller wants
+    /// let opts = ApplyOptions::default();
+    /// let report = ipvs.execute(plan(observed.table(), &desired, &opts), &opts)?;
+    /// assert!(report.plan().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute(&mut self, plan: Plan, opts: &ApplyOptions) -> Result<ApplyReport, ApiError> {
         if plan.is_empty() {
             return Ok(report(plan, BatchReport::default()));
         }
@@ -1043,6 +1065,15 @@ mod async_handle {
             opts: &ApplyOptions,
         ) -> Result<ApplyReport, ApiError> {
             let plan = self.plan(desired, opts).await?;
+            self.execute(plan, opts).await
+        }
+
+        /// See [`Ipvs::execute`].
+        pub async fn execute(
+            &mut self,
+            plan: Plan,
+            opts: &ApplyOptions,
+        ) -> Result<ApplyReport, ApiError> {
             if plan.is_empty() {
                 return Ok(report(plan, BatchReport::default()));
             }

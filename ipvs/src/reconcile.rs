@@ -459,6 +459,35 @@ impl Plan {
         &self.draining
     }
 
+    /// Appends the operations of `other` after these (and its draining destinations):
+    /// for plans of disjoint sets of services, made with different options, that go
+    /// out in one batch.
+    ///
+    /// ```
+    /// use ipvs::reconcile::{ApplyOptions, Scope, plan};
+    /// use ipvs::{Destination, Forward, Service, ServiceKey, Table};
+    /// let (a, b): (ServiceKey, ServiceKey) = ("tcp 192.0.2.1:80".parse()?, "tcp 192.0.2.2:80".parse()?);
+    /// let mut current = Table::new();
+    /// for key in [a, b] {
+    ///     let mut svc = Service::builder(key).build()?;
+    ///     svc.add_destination(Destination::new("10.0.0.1:80".parse()?, Forward::Masquerade)?)?;
+    ///     current.add_service(svc)?;
+    /// }
+    /// // `a` drains, `b` goes at once.
+    /// let drain = ApplyOptions { scope: Scope::Owned([a].into()), drain: true, ..ApplyOptions::default() };
+    /// let delete = ApplyOptions { scope: Scope::Owned([b].into()), ..ApplyOptions::default() };
+    /// let mut p = plan(&current, &Table::new(), &drain);
+    /// p.append(plan(&current, &Table::new(), &delete));
+    /// assert_eq!(p.to_string(), "-e -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 0\n-D -t 192.0.2.2:80\n");
+    /// assert_eq!(p.draining(), [(a, "10.0.0.1:80".parse()?)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append(&mut self, mut other: Plan) {
+        self.ops.append(&mut other.ops);
+        self.draining.append(&mut other.draining);
+        self.draining.sort();
+    }
+
     /// The netlink requests of the operations, in order.
     pub fn messages(&self) -> Vec<IpvsMessage> {
         self.ops.iter().map(Op::to_message).collect()
