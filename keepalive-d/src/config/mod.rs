@@ -43,6 +43,11 @@ pub use types::*;
 /// Largest configuration file accepted, in bytes.
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Most YAML nodes (mappings, lists and values) a configuration may hold: one per 4 bytes
+/// of the largest file. 10,000 virtual servers with 10 real servers each are about
+/// 650,000.
+pub const MAX_YAML_NODES: usize = (MAX_CONFIG_BYTES / 4) as usize;
+
 /// Reads, parses and validates the configuration file at `path`, and checks on the file
 /// system that every program it names is safe to run as root
 /// ([`crate::script_security`]).
@@ -91,6 +96,14 @@ fn parse(source: &str, file: &str, check_programs: bool) -> Result<Config, Confi
         // `yes`/`on` are not booleans here: `preempt: yes` is an error, not a surprise.
         strict_booleans: true,
         with_snippet: false,
+        // The file is at most MAX_CONFIG_BYTES: that bounds the work, so the node and event
+        // counts need not (serde-saphyr's defaults, 250,000 nodes and 1,000,000 events,
+        // refuse a table of 10,000 services x 10 real servers: about 650,000 nodes). The
+        // alias and anchor limits, which bound expansion beyond the text, stay.
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_YAML_NODES,
+            max_events: 2 * MAX_YAML_NODES,
+        },
     };
     let raw: raw::S<raw::RawConfig> = serde_saphyr::from_str_with_options(source, options)
         .map_err(|e| ConfigErrors::new(vec![syntax_error(&e, file, source)]))?;
