@@ -51,6 +51,80 @@ impl Capture {
         ns.enter(|| open_packet_socket(ifname))?
     }
 
+    /// From now on keeps only request frames (user space to the kernel; frames already
+    /// queued stay): a classic BPF filter on the socket drops the kernel's replies, which
+    /// for dumps of a large table would fill the buffer. Also raises the receive buffer
+    /// to `rcvbuf` bytes (`SO_RCVBUFFORCE`: needs CAP_NET_ADMIN).
+    pub fn requests_only(&self, rcvbuf: usize) -> Result<(), CmdError> {
+        // ldb [6]: the low byte of the first message's nlmsg_flags (host order, x86);
+        // jset #NLM_F_REQUEST: keep the whole frame, else drop it.
+        let mut code = [
+            libc::sock_filter {
+                code: 0x30, // BPF_LD | BPF_B | BPF_ABS
+                jt: 0,
+                jf: 0,
+                k: 6,
+            },
+            libc::sock_filter {
+                code: 0x45, // BPF_JMP | BPF_JSET | BPF_K
+                jt: 0,
+                jf: 1,
+                k: u32::from(NLM_F_REQUEST),
+            },
+            libc::sock_filter {
+                code: 0x06, // BPF_RET | BPF_K: accept up to this many bytes
+                jt: 0,
+                jf: 0,
+                k: u32::MAX,
+            },
+            libc::sock_filter {
+                code: 0x06, // BPF_RET | BPF_K: drop
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+        ];
+        let prog = libc::sock_fprog {
+            len: code.len() as u16,
+            filter: code.as_mut_ptr(),
+        };
+        let size = libc::c_int::try_from(rcvbuf).unwrap_or(libc::c_int::MAX);
+        for (name, opt, value, len) in [
+            (
+                "SO_ATTACH_FILTER",
+                libc::SO_ATTACH_FILTER,
+                (&raw const prog).cast::<libc::c_void>(),
+                std::mem::size_of::<libc::sock_fprog>(),
+            ),
+            (
+                "SO_RCVBUFFORCE",
+                libc::SO_RCVBUFFORCE,
+                (&raw const size).cast::<libc::c_void>(),
+                std::mem::size_of::<libc::c_int>(),
+            ),
+        ] {
+            // SAFETY: setsockopt with a pointer to a live value of the size given; the
+            // filter program points into `code`, alive until the call returns (the
+            // kernel copies it).
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    value,
+                    len as libc::socklen_t,
+                )
+            };
+            if rc < 0 {
+                return Err(CmdError(format!(
+                    "setsockopt {name}: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Every frame captured since the last call (does not block).
     pub fn drain(&self) -> Vec<Frame> {
         let mut frames = Vec::new();
@@ -120,6 +194,49 @@ fn open_packet_socket(ifname: &str) -> Result<Capture, CmdError> {
         )));
     }
     Ok(Capture { fd })
+}
+
+/// One netlink message of a request frame, as far as counting needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// `nlmsg_type`: for generic netlink, the family id (`0x10` is the controller).
+    pub kind: u16,
+    /// `nlmsg_flags` (`NLM_F_REQUEST`, `NLM_F_DUMP`, ...).
+    pub flags: u16,
+    /// The generic-netlink command (the first byte after the netlink header).
+    pub cmd: u8,
+}
+
+/// `NLM_F_DUMP` (`NLM_F_ROOT | NLM_F_MATCH`).
+pub const NLM_F_DUMP: u16 = 0x300;
+
+impl Frame {
+    /// The generic-netlink requests in this frame: a batched `sendmsg` puts many
+    /// messages in one frame. Empty for a reply frame or another protocol.
+    pub fn genl_requests(&self) -> Vec<Request> {
+        let mut out = Vec::new();
+        if self.protocol != NETLINK_GENERIC {
+            return out;
+        }
+        let mut rest = self.data.as_slice();
+        while let Some(h) = rest.get(..17) {
+            let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let flags = u16::from_ne_bytes([h[6], h[7]]);
+            if flags & NLM_F_REQUEST != 0 {
+                out.push(Request {
+                    kind: u16::from_ne_bytes([h[4], h[5]]),
+                    flags,
+                    cmd: h[16],
+                });
+            }
+            let step = (len + 3) & !3;
+            match rest.get(step..) {
+                Some(r) if step >= 16 => rest = r,
+                _ => break,
+            }
+        }
+        out
+    }
 }
 
 /// Hex of `data`, lower case, no separators.

@@ -3,9 +3,14 @@
 //! alternate two configurations that differ by one real server. No request fails, the
 //! VRRP instance never changes state, each reload makes only the writes it needs, and a
 //! broken configuration is refused while the old one keeps running.
+//!
+//! And what a reload sends to the kernel, counted on the wire (nlmon): nothing for an
+//! unchanged file, and for a change only the requests of the services it touches.
 
 use ipvs_integration::daemon::Daemon;
 use ipvs_integration::lb_lab::{LbLab, Mode};
+use ipvs_integration::netns::TestNs;
+use ipvs_integration::nlmon::{Capture, Frame, NLM_F_DUMP};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -139,6 +144,188 @@ fn hundred_reloads_under_traffic_fail_no_request_and_keep_vrrp_state() {
             || log.contains("2 real servers kept their health"),
         "{log}"
     );
+    let (code, log) = d.stop(Duration::from_secs(20)).unwrap();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// `services` virtual servers 10.1.0.x:80 (without the `skip`ped ones) with three real
+/// servers each, no checks; `one` replaces the third real server of service 7. No
+/// periodic reconcile during the test (1 h).
+fn many(services: u32, skip: std::ops::Range<u32>, one: bool) -> String {
+    many_every(services, skip, one, "1h")
+}
+
+fn many_every(services: u32, skip: std::ops::Range<u32>, one: bool, every: &str) -> String {
+    let mut s = format!("ipvs:\n  reconcile_interval: {every}\nvirtual_servers:\n");
+    for v in (0..services).filter(|v| !skip.contains(v)) {
+        s.push_str(&format!(
+            "  - name: vs{v}\n    vip: 10.1.0.{}:80\n    forward: nat\n    real_servers:\n",
+            v + 1
+        ));
+        for r in 0..3 {
+            let host = if one && v == 7 && r == 2 { 99 } else { 2 + r };
+            s.push_str(&format!(
+                "      - {{ address: 10.{host}.0.{}:80 }}\n",
+                v + 1
+            ));
+        }
+    }
+    s
+}
+
+/// (writes, dump requests, other IPVS requests) in `frames`.
+fn ipvs_requests(frames: &[Frame]) -> (usize, usize, usize) {
+    const GENL_ID_CTRL: u16 = 0x10;
+    let writes = [1u8, 2, 3, 5, 6, 7, 16, 17];
+    let (mut w, mut d, mut o) = (0, 0, 0);
+    for r in frames.iter().flat_map(Frame::genl_requests) {
+        if r.kind == GENL_ID_CTRL {
+            continue;
+        }
+        if writes.contains(&r.cmd) {
+            w += 1;
+        } else if r.flags & NLM_F_DUMP == NLM_F_DUMP {
+            d += 1;
+        } else {
+            o += 1;
+        }
+    }
+    (w, d, o)
+}
+
+fn saved(ns: &TestNs) -> Vec<String> {
+    let mut v: Vec<String> = ns
+        .run("ipvsadm", &["-S", "-n"])
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The `ipvsadm -S -n` lines of `many(...)`.
+fn lines(services: u32, skip: std::ops::Range<u32>, one: bool) -> Vec<String> {
+    let mut v = Vec::new();
+    for s in (0..services).filter(|v| !skip.contains(v)) {
+        v.push(format!("-A -t 10.1.0.{}:80 -s wlc", s + 1));
+        for r in 0..3 {
+            let host = if one && s == 7 && r == 2 { 99 } else { 2 + r };
+            v.push(format!(
+                "-a -t 10.1.0.{}:80 -r 10.{host}.0.{}:80 -m -w 1",
+                s + 1,
+                s + 1
+            ));
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn a_reload_reads_and_writes_only_the_services_it_changes() {
+    let ns = TestNs::new("kad-reload-scope").unwrap();
+    let d = Daemon::start(&ns, &many(20, 0..0, false), "info").unwrap();
+    let start = Instant::now();
+    while saved(&ns) != lines(20, 0..0, false) {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let capture = Capture::start(&ns).unwrap();
+    // Requests only: the kernel's replies (dump chunks of up to 32 KiB each) would fill
+    // the socket's buffer between two drains and crowd requests out.
+    capture.requests_only(8 << 20).unwrap();
+    // What came until none came for 500 ms.
+    let settle = || {
+        let mut frames = Vec::new();
+        let mut quiet = 0;
+        while quiet < 5 {
+            std::thread::sleep(Duration::from_millis(100));
+            let more = capture.drain();
+            quiet = if more.is_empty() { quiet + 1 } else { 0 };
+            frames.extend(more);
+        }
+        frames
+    };
+    let reload = |config: &str| {
+        // Not the test's own ipvsadm calls.
+        let _ = settle();
+        let line = d.reload(config, Duration::from_secs(20)).unwrap();
+        assert!(line.contains("reloaded:"), "{line}");
+        let frames = settle();
+        let counts = ipvs_requests(&frames);
+        let seen: Vec<(u16, u16, u8)> = frames
+            .iter()
+            .flat_map(Frame::genl_requests)
+            .map(|r| (r.kind, r.flags, r.cmd))
+            .collect();
+        (
+            format!("{line}\nrequests (family, flags, command): {seen:x?}"),
+            counts,
+        )
+    };
+    // Another tool's change to a service the reloads do not touch.
+    ns.run(
+        "ipvsadm",
+        &[
+            "-e",
+            "-t",
+            "10.1.0.1:80",
+            "-r",
+            "10.2.0.1:80",
+            "-m",
+            "-w",
+            "5",
+        ],
+    )
+    .unwrap();
+
+    // The same file: not one IPVS request.
+    let (line, counts) = reload(&many(20, 0..0, false));
+    assert_eq!(counts, (0, 0, 0), "{line}");
+    assert!(line.contains(" 0 IPVS writes"), "{line}");
+
+    // One real server replaced: that service is read (a lookup and a destination dump),
+    // the new server added, the old one drained to weight 0, read again and deleted.
+    let (line, counts) = reload(&many(20, 0..0, true));
+    assert_eq!(counts, (3, 2, 2), "{line}\n{}", d.log());
+    assert!(line.contains(" 3 IPVS writes"), "{line}");
+    let mut want = lines(20, 0..0, true);
+    let hand = "-a -t 10.1.0.1:80 -r 10.2.0.1:80 -m -w 5";
+    want.retain(|l| l != "-a -t 10.1.0.1:80 -r 10.2.0.1:80 -m -w 1");
+    want.push(hand.to_owned());
+    want.sort();
+    assert_eq!(saved(&ns), want, "{}", d.log());
+
+    // Five services removed: no connection on them, so each is deleted at once (one
+    // write each) after one lookup and dump.
+    let (line, counts) = reload(&many(20, 10..15, true));
+    assert_eq!(counts, (5, 5, 5), "{line}\n{}", d.log());
+    let mut want = lines(20, 10..15, true);
+    want.retain(|l| l != "-a -t 10.1.0.1:80 -r 10.2.0.1:80 -m -w 1");
+    want.push(hand.to_owned());
+    want.sort();
+    assert_eq!(
+        saved(&ns),
+        want,
+        "removed services left behind\n{}",
+        d.log()
+    );
+
+    // Back: five services and their fifteen destinations, in one batch.
+    let (line, counts) = reload(&many(20, 0..0, true));
+    assert_eq!(counts.0, 20, "{line}\n{}", d.log());
+    assert!(line.contains(" 20 IPVS writes"), "{line}");
+
+    // The hand-made change was left to the periodic reconcile: with one every second
+    // (a reload that changes no service: no request), it is repaired.
+    let (line, counts) = reload(&many_every(20, 0..0, true, "1s"));
+    assert_eq!(counts, (0, 0, 0), "{line}");
+    let start = Instant::now();
+    while saved(&ns) != lines(20, 0..0, true) {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (code, log) = d.stop(Duration::from_secs(20)).unwrap();
     assert_eq!(code, Some(0), "{log}");
 }

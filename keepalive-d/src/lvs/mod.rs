@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use ipvs::reconcile::{ApplyOptions, ApplyReport, Scope};
-use ipvs::{AsyncIpvs, Table};
+use ipvs::reconcile::{ApplyOptions, ApplyReport, Op, Scope, normalize_dest_ports};
+use ipvs::{AsyncIpvs, Observed, Table};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -274,6 +274,89 @@ type KnownHealth = (
     ProbeStats,
 );
 
+/// The kernel's table for some services (those read), with the active connections of
+/// each destination: what a reload or a drain check plans from.
+#[derive(Debug, Default)]
+struct KernelView {
+    table: Table,
+    active: BTreeMap<(ipvs::ServiceKey, SocketAddr), u32>,
+}
+
+impl KernelView {
+    fn from_observed(observed: Observed) -> Self {
+        let mut active = BTreeMap::new();
+        for svc in observed.table().services() {
+            let key = *svc.key();
+            if let Some(stats) = observed.service_stats(&key) {
+                for (addr, d) in &stats.destinations {
+                    active.insert((key, *addr), d.active_conns);
+                }
+            }
+        }
+        Self {
+            table: observed.into_table(),
+            active,
+        }
+    }
+
+    fn active(&self, key: &ipvs::ServiceKey, addr: SocketAddr) -> u32 {
+        self.active.get(&(*key, addr)).copied().unwrap_or(0)
+    }
+
+    /// No destination of `key` has an active connection (or it has none, or the kernel
+    /// does not have the service).
+    fn idle(&self, key: &ipvs::ServiceKey) -> bool {
+        self.active
+            .range((*key, SocketAddr::from(([0; 4], 0)))..)
+            .take_while(|((k, _), _)| k == key)
+            .all(|(_, n)| *n == 0)
+    }
+}
+
+/// What a reload changes in the table.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Touched {
+    /// Services whose configuration changed, new ones and removed ones.
+    touched: BTreeSet<ipvs::ServiceKey>,
+    /// Services no longer configured (also in `touched`).
+    removed: BTreeSet<ipvs::ServiceKey>,
+}
+
+/// The services a reload from `old` to `new` touches. O(n log n): services are matched by
+/// key, then compared whole.
+fn touched(old: &[VirtualServer], new: &[VirtualServer]) -> Result<Touched, DesiredError> {
+    let key = |vs: &VirtualServer| {
+        desired::service_key(&vs.key).map_err(|source| DesiredError::new(&vs.name, source))
+    };
+    let mut before: BTreeMap<ipvs::ServiceKey, &VirtualServer> = BTreeMap::new();
+    for vs in old {
+        if let Ok(k) = key(vs) {
+            before.insert(k, vs);
+        }
+    }
+    let mut out = Touched::default();
+    for vs in new {
+        let k = key(vs)?;
+        if before.remove(&k) != Some(vs) {
+            out.touched.insert(k);
+        }
+    }
+    out.removed = before.into_keys().collect();
+    out.touched.extend(out.removed.iter().copied());
+    Ok(out)
+}
+
+/// The services `keys` of `table` (those it has).
+fn restrict(table: &Table, keys: &BTreeSet<ipvs::ServiceKey>) -> Table {
+    let mut out = Table::new();
+    for key in keys {
+        if let Some(svc) = table.service(key) {
+            out.set_service(svc.clone());
+        }
+    }
+    out
+}
+
 /// The running program's state.
 struct Program {
     servers: Vec<VirtualServer>,
@@ -281,13 +364,14 @@ struct Program {
     owned: BTreeSet<ipvs::ServiceKey>,
     /// Services a reload removed, deleted once their destinations have drained.
     retiring: BTreeSet<ipvs::ServiceKey>,
-    /// Destinations a reload removed, at weight 0 until their connections finish.
-    draining: Vec<(ipvs::ServiceKey, SocketAddr, Instant)>,
+    /// Destinations a reload removed, at weight 0 until their connections finish (since
+    /// when).
+    draining: BTreeMap<(ipvs::ServiceKey, SocketAddr), Instant>,
     /// Real servers drained by hand: (virtual server name, address).
     drained: BTreeSet<(String, SocketAddr)>,
-    /// A reload happened: reconciles drain instead of deleting until what it removed has
-    /// drained.
-    drain_pending: bool,
+    /// Services whose desired table changed (health, a drain by hand) since the last
+    /// reconcile: a health reconcile reads and writes these only.
+    dirty: BTreeSet<ipvs::ServiceKey>,
     desired: DesiredTable,
     health: HealthTable,
     since: Vec<Vec<Option<SystemTime>>>,
@@ -313,7 +397,7 @@ impl Program {
         scope.extend(self.retiring.iter().copied());
         ApplyOptions {
             scope: Scope::Owned(scope),
-            drain: self.drain_pending || !self.draining.is_empty() || !self.retiring.is_empty(),
+            drain: !self.draining.is_empty() || !self.retiring.is_empty(),
             ..ApplyOptions::default()
         }
     }
@@ -337,8 +421,11 @@ impl Program {
         &self,
         desired: &mut DesiredTable,
     ) -> Result<(Table, Vec<desired::QuorumChange>), DesiredError> {
-        let drained = self.drained_matrix();
         let health = &self.health;
+        if self.drained.is_empty() {
+            return desired.compute(&self.servers, |id| health.get(id));
+        }
+        let drained = self.drained_matrix();
         desired.compute_with(
             &self.servers,
             |id| health.get(id),
@@ -353,17 +440,140 @@ impl Program {
     }
 
     async fn reconcile(&mut self, why: &'static str) -> usize {
+        self.dirty.clear();
+        let Some(table) = self.desired_table() else {
+            return 0;
+        };
+        let opts = self.options();
+        self.counters.reconciles += 1;
+        match self.ipvs.apply(&table, &opts).await {
+            Ok(report) => self.account(&report, why),
+            Err(e) => {
+                tracing::error!(trigger = why, "IPVS reconcile failed: {e}");
+                0
+            }
+        }
+    }
+
+    /// Reconciles the services marked dirty only (read, plan, write): what a health
+    /// change or a drain by hand needs, without reading the whole table. The number of
+    /// writes sent.
+    async fn reconcile_dirty(&mut self, why: &'static str) -> usize {
+        let keys: BTreeSet<ipvs::ServiceKey> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter(|k| self.owned.contains(k))
+            .collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        let kernel = match self.read(&keys).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(trigger = why, "IPVS reconcile failed: {e}");
+                self.dirty = keys;
+                return 0;
+            }
+        };
+        let drain = self.options().drain;
+        self.apply_to(&kernel, &keys, &BTreeSet::new(), drain, why)
+            .await
+            .0
+    }
+
+    /// Applies the desired table to the services `keys` only, planned from `kernel` (just
+    /// read: the table is not read again) and sent in one batch. With `drain`, what is no
+    /// longer desired is set to weight 0 (and tracked in `draining`) instead of deleted;
+    /// the services of `delete` are deleted in any case. The number of writes sent, and
+    /// the services the kernel refused to delete (`None`: nothing could be sent).
+    async fn apply_to(
+        &mut self,
+        kernel: &KernelView,
+        keys: &BTreeSet<ipvs::ServiceKey>,
+        delete: &BTreeSet<ipvs::ServiceKey>,
+        drain: bool,
+        why: &'static str,
+    ) -> (usize, Option<BTreeSet<ipvs::ServiceKey>>) {
+        // `delete` is part of `keys`: no service, nothing to plan (nor to compute).
+        if keys.is_empty() {
+            return (0, Some(BTreeSet::new()));
+        }
+        let Some(table) = self.desired_table() else {
+            return (0, None);
+        };
+        let desired = match normalize_dest_ports(&restrict(&table, keys)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(trigger = why, "IPVS reconcile failed: {e}");
+                return (0, None);
+            }
+        };
+        let opts = ApplyOptions {
+            scope: Scope::Owned(keys.difference(delete).copied().collect()),
+            drain,
+            ..ApplyOptions::default()
+        };
+        let mut plan = ipvs::reconcile::plan(&kernel.table, &desired, &opts);
+        if !delete.is_empty() {
+            let gone = ApplyOptions {
+                scope: Scope::Owned(delete.clone()),
+                ..ApplyOptions::default()
+            };
+            plan.append(ipvs::reconcile::plan(&kernel.table, &Table::new(), &gone));
+        }
+        let now = Instant::now();
+        for d in plan.draining() {
+            self.draining.entry(*d).or_insert(now);
+        }
+        self.counters.reconciles += 1;
+        match self.ipvs.execute(plan, &opts).await {
+            Ok(report) => {
+                let refused = report
+                    .failures()
+                    .iter()
+                    .filter_map(|f| match &f.op {
+                        Op::DeleteService(key) => Some(*key),
+                        _ => None,
+                    })
+                    .collect();
+                (self.account(&report, why), Some(refused))
+            }
+            Err(e) => {
+                tracing::error!(trigger = why, "IPVS reconcile failed: {e}");
+                (0, None)
+            }
+        }
+    }
+
+    /// The desired table of every configured service (quorum changes logged); `None`
+    /// (logged) if a virtual server cannot be expressed.
+    fn desired_table(&mut self) -> Option<Table> {
         let mut desired = std::mem::replace(&mut self.desired, DesiredTable::new(0));
+        let before = desired.clone();
         let computed = self.compute(&mut desired);
         self.desired = desired;
         let (table, changes) = match computed {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!("{e}");
-                return 0;
+                return None;
             }
         };
         for change in changes {
+            // Quorum decided for the first time (every service at start or when it
+            // appears): not news, and 10,000 lines at start for 10,000 services.
+            if change.state == QuorumState::Met
+                && before.quorum(change.service) == QuorumState::Unknown
+            {
+                tracing::debug!(
+                    service = self
+                        .servers
+                        .get(change.service)
+                        .map_or("?", |v| v.name.as_str()),
+                    up = change.up,
+                    "quorum met"
+                );
+                continue;
+            }
             let Some(vs) = self.servers.get(change.service) else {
                 continue;
             };
@@ -384,15 +594,32 @@ impl Program {
                 QuorumState::Unknown => {}
             }
         }
-        let opts = self.options();
-        self.counters.reconciles += 1;
-        match self.ipvs.apply(&table, &opts).await {
-            Ok(report) => self.account(&report, why),
-            Err(e) => {
-                tracing::error!(trigger = why, "IPVS reconcile failed: {e}");
-                0
+        Some(table)
+    }
+
+    /// The kernel's view of the services `keys`: one at a time (a lookup and a
+    /// destination dump each), or the whole table in one dump when that costs fewer
+    /// requests (most of the configured services asked for).
+    async fn read(
+        &mut self,
+        keys: &BTreeSet<ipvs::ServiceKey>,
+    ) -> Result<KernelView, ipvs::ApiError> {
+        if keys.is_empty() {
+            return Ok(KernelView::default());
+        }
+        if keys.len().saturating_mul(2) > self.owned.len().saturating_add(1) {
+            return Ok(KernelView::from_observed(self.ipvs.table().await?));
+        }
+        let mut view = KernelView::default();
+        for key in keys {
+            if let Some((svc, stats)) = self.ipvs.service(key).await? {
+                for (addr, d) in &stats.destinations {
+                    view.active.insert((*key, *addr), d.active_conns);
+                }
+                view.table.set_service(svc);
             }
         }
+        Ok(view)
     }
 
     fn account(&mut self, report: &ApplyReport, why: &'static str) -> usize {
@@ -456,6 +683,13 @@ impl Program {
         }
         let changed = self.health.set(t.id, state);
         if changed {
+            if let Some(Ok(key)) = self
+                .servers
+                .get(t.id.service)
+                .map(|vs| desired::service_key(&vs.key))
+            {
+                self.dirty.insert(key);
+            }
             if let Some(slot) = self
                 .since
                 .get_mut(t.id.service)
@@ -526,7 +760,7 @@ impl Program {
         LvsStatus {
             services,
             counters: self.counters,
-            draining: self.draining.iter().map(|(k, a, _)| (*k, *a)).collect(),
+            draining: self.draining.keys().copied().collect(),
         }
     }
 
@@ -540,6 +774,9 @@ impl Program {
             return Err(format!(
                 "virtual server `{service}` has no real server {addr}"
             ));
+        }
+        if let Ok(key) = desired::service_key(&vs.key) {
+            self.dirty.insert(key);
         }
         let entry = (service.to_owned(), addr);
         if drain {
@@ -562,12 +799,17 @@ impl Program {
         settings: IpvsSettings,
     ) -> Result<ReloadReport, LvsError> {
         let owned = desired::owned_keys(&servers)?;
-        let kernel = self
-            .ipvs
-            .table()
-            .await
-            .map_err(LvsError::Read)?
-            .into_table();
+        // The kernel is read and written for the services the reload touches only (drift
+        // elsewhere is the periodic reconcile's business): an unchanged file costs no IPVS
+        // request.
+        let old_index: BTreeMap<ipvs::ServiceKey, usize> = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, vs)| Some((desired::service_key(&vs.key).ok()?, i)))
+            .collect();
+        let Touched { touched, removed } = touched(&self.servers, &servers)?;
+        let kernel = self.read(&touched).await.map_err(LvsError::Read)?;
         // Old probe counts by server, then old health by (service key, address, check).
         let old_stats: BTreeMap<ServerId, ProbeStats> = self
             .checkers
@@ -602,7 +844,7 @@ impl Program {
             }
         }
         let mut desired = DesiredTable::new(servers.len());
-        let (mut health, mut targets) = adopt(&servers, &kernel, &mut desired)?;
+        let (mut health, mut targets) = adopt(&servers, &kernel.table, &mut desired)?;
         let mut since: Vec<Vec<Option<SystemTime>>> = servers
             .iter()
             .map(|vs| vec![None; vs.real_servers.len()])
@@ -639,7 +881,10 @@ impl Program {
         }
         // Keep quorum states of services that stay.
         for (si, vs) in servers.iter().enumerate() {
-            if let Some(oi) = self.servers.iter().position(|o| o.key == vs.key) {
+            let old = desired::service_key(&vs.key)
+                .ok()
+                .and_then(|key| old_index.get(&key));
+            if let Some(&oi) = old {
                 if desired.quorum(si) == QuorumState::Unknown {
                     desired.set_quorum(si, self.desired.quorum(oi));
                 }
@@ -653,71 +898,79 @@ impl Program {
             stats,
             self.events.clone(),
         )?);
-        // Services no longer configured retire through a drain.
-        for k in &self.owned {
-            if !owned.contains(k) {
-                self.retiring.insert(*k);
-            }
-        }
+        // Services no longer configured retire: at once if no destination has an active
+        // connection, else through a drain.
+        let (idle, busy): (BTreeSet<ipvs::ServiceKey>, BTreeSet<ipvs::ServiceKey>) =
+            removed.iter().partition(|k| kernel.idle(k));
+        self.retiring.extend(busy);
         self.retiring.retain(|k| !owned.contains(k));
-        let names: BTreeSet<(String, SocketAddr)> = servers
-            .iter()
-            .flat_map(|vs| {
-                vs.real_servers
-                    .iter()
-                    .map(|rs| (vs.name.clone(), rs.address))
-            })
-            .collect();
-        self.drained.retain(|d| names.contains(d));
+        self.draining.retain(|(k, _), _| !idle.contains(k));
+        if !self.drained.is_empty() {
+            let names: BTreeSet<(&str, SocketAddr)> = servers
+                .iter()
+                .flat_map(|vs| {
+                    vs.real_servers
+                        .iter()
+                        .map(|rs| (vs.name.as_str(), rs.address))
+                })
+                .collect();
+            self.drained
+                .retain(|(name, addr)| names.contains(&(name.as_str(), *addr)));
+        }
         self.servers = servers;
         self.settings = settings;
         self.owned = owned;
         self.desired = desired;
         self.health = health;
         self.since = since;
-        self.drain_pending = true;
-        // Drain what the new configuration removes, then see whether it already can go.
-        report.writes = self.reconcile("reload").await;
-        self.refresh_draining().await;
+        // Write what changed (removed destinations drain), then see whether what drains
+        // can already go.
+        let (writes, refused) = self
+            .apply_to(&kernel, &touched, &idle, true, "reload")
+            .await;
+        // An idle service the kernel did not delete is retried through the drain path.
+        self.retiring.extend(refused.map_or(idle, |r| r));
+        report.writes = writes + self.refresh_draining().await;
         Ok(report)
     }
 
-    /// Reads the kernel's counters for the draining destinations; when none has active
-    /// connections left (or the drain timeout passed), stops draining so that the next
-    /// reconcile deletes them.
-    async fn refresh_draining(&mut self) {
-        let opts = self.options();
-        if !opts.drain {
-            return;
+    /// Reads the services with draining destinations (and the retiring ones); when no
+    /// draining destination has active connections left (or the drain timeout passed),
+    /// deletes them, planned from that reading. The number of writes sent.
+    async fn refresh_draining(&mut self) -> usize {
+        if self.draining.is_empty() && self.retiring.is_empty() {
+            return 0;
         }
-        let Ok(observed) = self.ipvs.table().await else {
-            return;
+        let mut keys: BTreeSet<ipvs::ServiceKey> = self.draining.keys().map(|(k, _)| *k).collect();
+        keys.extend(self.retiring.iter().copied());
+        let Ok(kernel) = self.read(&keys).await else {
+            return 0;
         };
-        // Which destinations of the retiring services and removed servers are still in
-        // the kernel at weight 0.
+        // Which destinations of those services are still in the kernel, not desired.
         let Ok((table, _)) = self.compute(&mut self.desired.clone()) else {
-            return;
+            return 0;
         };
-        let plan = ipvs::reconcile::plan(observed.table(), &table, &opts);
+        let Ok(desired) = normalize_dest_ports(&restrict(&table, &keys)) else {
+            return 0;
+        };
+        let opts = ApplyOptions {
+            scope: Scope::Owned(keys.clone()),
+            drain: true,
+            ..ApplyOptions::default()
+        };
+        let plan = ipvs::reconcile::plan(&kernel.table, &desired, &opts);
         let now = Instant::now();
-        let mut draining = Vec::new();
-        for (key, addr) in plan.draining() {
-            let since = self
-                .draining
-                .iter()
-                .find(|(k, a, _)| k == key && a == addr)
-                .map_or(now, |(_, _, t)| *t);
-            draining.push((*key, *addr, since));
-        }
-        let busy = draining.iter().any(|(key, addr, since)| {
-            let active = observed
-                .destination_stats(key, *addr)
-                .map_or(0, |d| d.active_conns);
-            active > 0 && now.duration_since(*since) < DRAIN_TIMEOUT
+        let draining: BTreeMap<(ipvs::ServiceKey, SocketAddr), Instant> = plan
+            .draining()
+            .iter()
+            .map(|d| (*d, self.draining.get(d).copied().unwrap_or(now)))
+            .collect();
+        let busy = draining.iter().any(|((key, addr), since)| {
+            kernel.active(key, *addr) > 0 && now.duration_since(*since) < DRAIN_TIMEOUT
         });
         if busy {
             self.draining = draining;
-            return;
+            return 0;
         }
         if !draining.is_empty() {
             tracing::info!(
@@ -726,9 +979,15 @@ impl Program {
             );
         }
         self.draining.clear();
-        self.retiring.clear();
-        self.drain_pending = false;
-        self.reconcile("drained").await;
+        let (writes, refused) = self
+            .apply_to(&kernel, &keys, &BTreeSet::new(), false, "drained")
+            .await;
+        // A retiring service stays in scope until it is gone.
+        if let Some(refused) = refused {
+            self.retiring
+                .retain(|k| kernel.table.service(k).is_some() && refused.contains(k));
+        }
+        writes
     }
 }
 
@@ -755,12 +1014,14 @@ pub async fn run_with(
 ) -> Result<Counters, LvsError> {
     let mut ipvs = AsyncIpvs::open().map_err(LvsError::Open)?;
     let owned = desired::owned_keys(&servers)?;
-    let kernel = ipvs.table().await.map_err(LvsError::Read)?.into_table();
+    let kernel = KernelView::from_observed(ipvs.table().await.map_err(LvsError::Read)?);
     let mut desired = DesiredTable::new(servers.len());
-    let (health, targets) = adopt(&servers, &kernel, &mut desired)?;
+    let (health, targets) = adopt(&servers, &kernel.table, &mut desired)?;
     let adopted = servers
         .iter()
-        .filter(|vs| desired::service_key(&vs.key).is_ok_and(|k| kernel.service(&k).is_some()))
+        .filter(|vs| {
+            desired::service_key(&vs.key).is_ok_and(|k| kernel.table.service(&k).is_some())
+        })
         .count();
     tracing::info!(
         virtual_servers = servers.len(),
@@ -779,9 +1040,9 @@ pub async fn run_with(
         settings,
         owned,
         retiring: BTreeSet::new(),
-        draining: Vec::new(),
+        draining: BTreeMap::new(),
         drained: BTreeSet::new(),
-        drain_pending: false,
+        dirty: BTreeSet::new(),
         desired,
         health,
         since,
@@ -790,7 +1051,12 @@ pub async fn run_with(
         checkers: Some(checkers),
         events: tx,
     };
-    program.reconcile("start").await;
+    // Planned from the reading adoption used: the table is read once.
+    let owned = program.owned.clone();
+    program
+        .apply_to(&kernel, &owned, &BTreeSet::new(), false, "start")
+        .await;
+    drop(kernel);
 
     let new_tick = |every: Duration| {
         let mut tick = tokio::time::interval_at(Instant::now() + every, every);
@@ -823,7 +1089,7 @@ pub async fn run_with(
                     program.on_transition(&t);
                 }
                 flush_at = None;
-                program.reconcile("health").await;
+                program.reconcile_dirty("health").await;
             }
             _ = tick.tick() => {
                 let mut changed = flush_at.take().is_some();
@@ -841,7 +1107,7 @@ pub async fn run_with(
                 Some(LvsCommand::Drain { service, addr, drain, reply }) => {
                     let r = program.drain(&service, addr, drain);
                     if r.is_ok() {
-                        program.reconcile("drain").await;
+                        program.reconcile_dirty("drain").await;
                     }
                     let _ = reply.send(r);
                 }

@@ -11,7 +11,7 @@ use ipvs::{Forward, SchedFlags, Scheduler, Table, TunnelChecksum, TunnelKind};
 use super::desired::{
     DesiredTable, QuorumState, ServerState, next_quorum, owned_keys, service_key,
 };
-use super::{HealthTable, adopt};
+use super::{HealthTable, KernelView, Touched, adopt, restrict, touched};
 use crate::config::{Quorum, VirtualServer, parse_str};
 use crate::health::{Health, ServerId};
 
@@ -350,5 +350,117 @@ fn a_drained_server_stays_at_weight_zero_and_does_not_count_for_quorum() {
             (sa("10.0.0.12:80"), 0),
             (sa("10.0.0.13:80"), 10)
         ]
+    );
+}
+
+fn key(s: &str) -> ipvs::ServiceKey {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_reload_touches_changed_new_and_removed_services_only() {
+    let old = servers(
+        "
+virtual_servers:
+  - { name: a, vip: 192.0.2.1:80, real_servers: [{ address: 10.0.0.1:80 }] }
+  - { name: b, vip: 192.0.2.2:80, real_servers: [{ address: 10.0.0.1:80 }] }
+  - { name: c, vip: 192.0.2.3:80, real_servers: [{ address: 10.0.0.1:80 }] }
+  - { name: d, vip: 192.0.2.4:80, real_servers: [{ address: 10.0.0.1:80 }] }
+",
+    );
+    // The same services in another order: nothing.
+    let mut same = old.clone();
+    same.reverse();
+    assert_eq!(touched(&old, &same).unwrap(), Touched::default());
+    // b: another real server; c: renamed (its drained servers are named by it); d: gone;
+    // e: new.
+    let new = servers(
+        "
+virtual_servers:
+  - { name: a, vip: 192.0.2.1:80, real_servers: [{ address: 10.0.0.1:80 }] }
+  - { name: b, vip: 192.0.2.2:80, real_servers: [{ address: 10.0.0.2:80 }] }
+  - { name: c2, vip: 192.0.2.3:80, real_servers: [{ address: 10.0.0.1:80 }] }
+  - { name: e, vip: 192.0.2.5:80, real_servers: [{ address: 10.0.0.1:80 }] }
+",
+    );
+    let t = touched(&old, &new).unwrap();
+    let keys = |l: &[&str]| {
+        l.iter()
+            .map(|s| key(s))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        t.touched,
+        keys(&[
+            "tcp 192.0.2.2:80",
+            "tcp 192.0.2.3:80",
+            "tcp 192.0.2.4:80",
+            "tcp 192.0.2.5:80"
+        ])
+    );
+    assert_eq!(t.removed, keys(&["tcp 192.0.2.4:80"]));
+}
+
+#[test]
+fn a_reload_of_many_services_is_not_quadratic() {
+    // 20,000 services, one changed: matched by key (a quadratic search would take
+    // seconds here).
+    let mut yaml = String::from("virtual_servers:\n");
+    for i in 0..20_000u32 {
+        yaml.push_str(&format!(
+            "  - {{ name: s{i}, vip: 10.1.{}.{}:80, real_servers: [{{ address: 10.2.0.1:80 }}] }}\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    let old = servers(&yaml);
+    let mut new = old.clone();
+    new[12_345].real_servers[0].weight = 7;
+    let start = std::time::Instant::now();
+    let t = touched(&old, &new).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(t.touched.len(), 1);
+    assert!(t.removed.is_empty());
+}
+
+#[test]
+fn kernel_view_idle_and_restrict() {
+    let mut table = Table::new();
+    for k in ["tcp 192.0.2.1:80", "tcp 192.0.2.2:80", "tcp 192.0.2.3:80"] {
+        table
+            .add_service(ipvs::Service::builder(key(k)).build().unwrap())
+            .unwrap();
+    }
+    let mut view = KernelView {
+        table: table.clone(),
+        ..KernelView::default()
+    };
+    view.active
+        .insert((key("tcp 192.0.2.1:80"), sa("10.0.0.1:80")), 0);
+    view.active
+        .insert((key("tcp 192.0.2.1:80"), sa("10.0.0.2:80")), 3);
+    view.active
+        .insert((key("tcp 192.0.2.2:80"), sa("10.0.0.1:80")), 0);
+    view.active
+        .insert((key("tcp 192.0.2.3:80"), sa("[2001:db8::1]:80")), 1);
+    assert!(!view.idle(&key("tcp 192.0.2.1:80")));
+    assert!(view.idle(&key("tcp 192.0.2.2:80")));
+    assert!(
+        !view.idle(&key("tcp 192.0.2.3:80")),
+        "IPv6 destinations count too"
+    );
+    assert!(view.idle(&key("tcp 192.0.2.9:80")), "not in the kernel");
+    assert_eq!(view.active(&key("tcp 192.0.2.1:80"), sa("10.0.0.2:80")), 3);
+    let some = restrict(
+        &table,
+        &[key("tcp 192.0.2.2:80"), key("tcp 192.0.2.9:80")].into(),
+    );
+    assert_eq!(
+        some.services().map(|s| *s.key()).collect::<Vec<_>>(),
+        [key("tcp 192.0.2.2:80")]
     );
 }
