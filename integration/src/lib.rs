@@ -5,10 +5,12 @@
 //! - [`dashboard`]: checks a Grafana dashboard's PromQL against the metrics keepalive-d
 //!   documents or exposes.
 //! - [`netns`]: fresh network namespaces for tests, removed when dropped.
+//! - [`bench`]: what the side-by-side benchmarks share (the daemons, their processes).
 //! - [`lb_lab`]: the LVS NAT, DR and TUN layouts in namespaces, with real backends and a
 //!   client, for traffic tests.
 //! - [`vrrp_bench`]: VRRP failover of keepalived and keepalive-d measured on the wire.
 
+pub mod bench;
 pub mod daemon;
 pub mod dashboard;
 pub mod lab;

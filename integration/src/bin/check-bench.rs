@@ -19,6 +19,7 @@
 //! Needs root and IPVS: run it in the lab (BENCHMARKS.md has the command and results).
 
 use clap::Parser;
+use ipvs_integration::bench::{self, Cpu, Daemon};
 use ipvs_integration::netns::TestNs;
 use ipvs_sys::transport::IpvsSocket;
 use ipvs_sys::{Protocol, ServiceAttrs};
@@ -109,10 +110,7 @@ fn main() -> Result<(), BoxError> {
     }
     let kad = match &a.keepalive_d {
         Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .ok_or("no directory above this binary")?
-            .join("keepalive-d"),
+        None => bench::keepalive_d_beside_me()?,
     };
     let nofile = raise_nofile(u64::from(a.servers) + 4096)?;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
@@ -135,19 +133,10 @@ fn main() -> Result<(), BoxError> {
     let addrs: Vec<SocketAddrV4> = (0..a.servers).map(Layout::rip).collect();
     let listener = Listener::start(&ns, &addrs)?;
     let mut results = Vec::new();
-    for name in &a.daemons {
-        let (kind, path) = match name.split_once('@') {
-            Some((kind, path)) => (kind, Some(PathBuf::from(path))),
-            None => (name.as_str(), None),
-        };
-        let daemon = match kind {
-            "keepalived" => Daemon::Keepalived(path.unwrap_or_else(|| a.keepalived.clone())),
-            "keepalive-d" => Daemon::KeepaliveD(path.unwrap_or_else(|| kad.clone())),
-            other => return Err(format!("unknown daemon {other:?}").into()),
-        };
+    for (daemon, path) in Daemon::list(&a.daemons, &a.keepalived, &kad)? {
         let mut r = run_daemon(&a, &layout, &ns, &listener, &daemon, &work)?;
-        if name.contains('@') {
-            r.version = format!("{}, {}", r.version, &name[kind.len() + 1..]);
+        if let Some(path) = path {
+            r.version = format!("{}, {path}", r.version);
         }
         ns.run("ipvsadm", &["-C"])?;
         results.push(r);
@@ -257,83 +246,49 @@ impl Layout {
     }
 }
 
-enum Daemon {
-    Keepalived(PathBuf),
-    KeepaliveD(PathBuf),
-}
-
-impl Daemon {
-    fn name(&self) -> &'static str {
-        match self {
-            Daemon::Keepalived(_) => "keepalived",
-            Daemon::KeepaliveD(_) => "keepalive-d",
+/// Writes the configuration and starts `daemon` in `ns`, output to `log`.
+fn spawn(
+    daemon: &Daemon,
+    a: &Args,
+    layout: &Layout,
+    ns: &TestNs,
+    work: &Path,
+    log: &Path,
+) -> Result<Child, BoxError> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    let mut cmd = ns.command(&daemon.path().display().to_string());
+    match daemon {
+        Daemon::Keepalived(_) => {
+            let conf = work.join("keepalived.conf");
+            std::fs::write(&conf, layout.keepalived_conf(a.fall))?;
+            // Checker only, foreground, log to the console only (-G: no syslog, there
+            // is no syslog daemon in the VM, and keepalive-d logs to stderr only).
+            cmd.args(["-C", "-n", "-l", "-D", "-G", "-f"])
+                .arg(&conf)
+                .arg("-p")
+                .arg(work.join("keepalived.pid"))
+                .arg("-c")
+                .arg(work.join("checkers.pid"));
+        }
+        Daemon::KeepaliveD(_) => {
+            let conf = work.join("keepalive-d.yaml");
+            std::fs::write(&conf, layout.keepalive_d_yaml(a.fall))?;
+            cmd.arg("run").arg("-c").arg(&conf);
+            if a.heaptrack {
+                cmd.env("LD_PRELOAD", HEAPTRACK_PRELOAD).env(
+                    "DUMP_HEAPTRACK_OUTPUT",
+                    work.join("keepalive-d.heaptrack.raw"),
+                );
+            }
         }
     }
-
-    fn version(&self) -> String {
-        let (Daemon::Keepalived(path) | Daemon::KeepaliveD(path)) = self;
-        std::process::Command::new(path)
-            .arg("--version")
-            .output()
-            .map(|o| {
-                let text = [o.stdout, o.stderr].concat();
-                String::from_utf8_lossy(&text)
-                    .lines()
-                    .next()
-                    .unwrap_or("?")
-                    .trim()
-                    .to_string()
-            })
-            .unwrap_or_else(|e| format!("? ({e})"))
-    }
-
-    /// Writes the configuration and starts the daemon in `ns`, output to `log`.
-    fn spawn(
-        &self,
-        a: &Args,
-        layout: &Layout,
-        ns: &TestNs,
-        work: &Path,
-        log: &Path,
-    ) -> Result<Child, BoxError> {
-        let out = std::fs::File::create(log)?;
-        let err = out.try_clone()?;
-        let mut cmd = match self {
-            Daemon::Keepalived(path) => {
-                let conf = work.join("keepalived.conf");
-                std::fs::write(&conf, layout.keepalived_conf(a.fall))?;
-                let mut c = ns.command(&path.display().to_string());
-                // Checker only, foreground, log to the console only (-G: no syslog, there
-                // is no syslog daemon in the VM, and keepalive-d logs to stderr only).
-                c.args(["-C", "-n", "-l", "-D", "-G", "-f"])
-                    .arg(&conf)
-                    .arg("-p")
-                    .arg(work.join("keepalived.pid"))
-                    .arg("-c")
-                    .arg(work.join("checkers.pid"));
-                c
-            }
-            Daemon::KeepaliveD(path) => {
-                let conf = work.join("keepalive-d.yaml");
-                std::fs::write(&conf, layout.keepalive_d_yaml(a.fall))?;
-                let mut c = ns.command(&path.display().to_string());
-                c.arg("run").arg("-c").arg(&conf);
-                if a.heaptrack {
-                    c.env("LD_PRELOAD", HEAPTRACK_PRELOAD).env(
-                        "DUMP_HEAPTRACK_OUTPUT",
-                        work.join("keepalive-d.heaptrack.raw"),
-                    );
-                }
-                c
-            }
-        };
-        Ok(cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("{}: {e}", self.name()))?)
-    }
+    Ok(cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", daemon.name()))?)
 }
 
 const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
@@ -381,33 +336,6 @@ fn heaptrack_report(work: &Path) -> Result<(), BoxError> {
         );
     }
     Ok(())
-}
-
-/// CPU time in clock ticks.
-#[derive(Clone, Copy, Default)]
-struct Cpu {
-    user: u64,
-    sys: u64,
-}
-
-impl Cpu {
-    fn total(self) -> u64 {
-        self.user + self.sys
-    }
-
-    fn minus(self, o: Cpu) -> Cpu {
-        Cpu {
-            user: self.user.saturating_sub(o.user),
-            sys: self.sys.saturating_sub(o.sys),
-        }
-    }
-
-    fn plus(self, o: Cpu) -> Cpu {
-        Cpu {
-            user: self.user + o.user,
-            sys: self.sys + o.sys,
-        }
-    }
 }
 
 /// One process of a daemon, as last sampled.
@@ -473,43 +401,17 @@ fn run_daemon(
     let mut ipvs = IpvsSocket::open_in_netns(format!("/run/netns/{}", ns.name()))?;
     ipvs.set_timeout(Duration::from_secs(60));
 
-    let mut child = daemon.spawn(a, layout, ns, work, &log)?;
+    let mut child = spawn(daemon, a, layout, ns, work, &log)?;
     let root = i32::try_from(child.id())?;
     let t0 = Instant::now();
     let result = measure(
         a, layout, ns, listener, &mut ipvs, root, t0, &mut child, &log,
     );
     // Stop it (SIGTERM, then SIGKILL after 60 s), whatever happened.
-    let tree = descendants(root);
-    let ts = Instant::now();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(root),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let mut exited = false;
-    while ts.elapsed() < Duration::from_secs(60) {
-        if child.try_wait()?.is_some() {
-            exited = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let stop = ts.elapsed().as_secs_f64();
-    if !exited {
-        eprintln!("{name}: no exit 60 s after SIGTERM: SIGKILL");
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    // Processes of this daemon that outlived it (by PID, only those we started).
-    for pid in tree.into_iter().filter(|&p| p != root) {
-        if std::fs::metadata(format!("/proc/{pid}")).is_ok() {
-            eprintln!("{name}: process {pid} outlived the daemon: SIGKILL");
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
+    let grace = Duration::from_secs(60);
+    let stop = bench::stop(name, &mut child, root, grace)
+        .unwrap_or(grace)
+        .as_secs_f64();
     let left_after_stop = table(&mut ipvs)?.1;
     if a.heaptrack && matches!(daemon, Daemon::KeepaliveD(_)) {
         if let Err(e) = heaptrack_report(work) {
@@ -644,7 +546,7 @@ fn measure(
     child: &mut Child,
     log: &Path,
 ) -> Result<RunResult, BoxError> {
-    let tck = clock_ticks();
+    let tck = bench::clock_ticks();
     let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
     let mut per_second = Vec::new();
     let mut units = Vec::new();
@@ -658,9 +560,9 @@ fn measure(
         if let Some(status) = child.try_wait()? {
             return Err(format!("exited after {k} s: {status}").into());
         }
-        for pid in descendants(root) {
-            if let Some((_, cpu)) = proc_stat(pid) {
-                let hwm = proc_kib(pid, "status", "VmHWM:").unwrap_or(0);
+        for pid in bench::descendants(root) {
+            if let Some((_, cpu)) = bench::proc_stat(pid) {
+                let hwm = bench::proc_kib(pid, "status", "VmHWM:").unwrap_or(0);
                 let p = procs.entry(pid).or_insert_with(|| Proc {
                     comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
                         .map(|s| s.trim().to_string())
@@ -710,18 +612,18 @@ fn measure(
     let end = Mark::now(ns, listener)?;
     let log_offset = std::fs::metadata(log).map_or(0, |m| m.len() as usize);
     let switches_window = switches(root).saturating_sub(switches_start);
-    let alive = descendants(root);
+    let alive = bench::descendants(root);
     let pss_kib = alive
         .iter()
-        .filter_map(|&p| proc_kib(p, "smaps_rollup", "Pss:"))
+        .filter_map(|&p| bench::proc_kib(p, "smaps_rollup", "Pss:"))
         .sum();
     let rss_kib = alive
         .iter()
-        .filter_map(|&p| proc_kib(p, "status", "VmRSS:"))
+        .filter_map(|&p| bench::proc_kib(p, "status", "VmRSS:"))
         .sum();
     for (&pid, p) in procs.iter_mut() {
-        p.anon_kib = proc_kib(pid, "status", "RssAnon:").unwrap_or(0);
-        p.file_kib = proc_kib(pid, "status", "RssFile:").unwrap_or(0);
+        p.anon_kib = bench::proc_kib(pid, "status", "RssAnon:").unwrap_or(0);
+        p.file_kib = bench::proc_kib(pid, "status", "RssFile:").unwrap_or(0);
     }
     let (services_end, dests_end) = table(ipvs)?;
     if a.strace > 0 {
@@ -1154,7 +1056,7 @@ impl Listener {
         let tid = self.shared.tid.load(Ordering::Relaxed);
         std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
             .ok()
-            .and_then(|s| stat_fields(&s).map(|f| f.1.total()))
+            .and_then(|s| bench::stat_fields(&s).map(|f| f.1.total()))
             .unwrap_or(0)
     }
 
@@ -1284,7 +1186,7 @@ fn serve(shared: &Shared) {
 /// processes below it.
 fn switches(root: i32) -> u64 {
     let mut n = 0;
-    for pid in descendants(root) {
+    for pid in bench::descendants(root) {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
@@ -1309,7 +1211,7 @@ fn strace(secs: u64, root: i32, listener: &Listener) -> Result<(), BoxError> {
     let out = std::env::temp_dir().join(format!("check-bench-strace-{root}"));
     let mut cmd = std::process::Command::new("strace");
     cmd.args(["-c", "-f", "-o"]).arg(&out);
-    for pid in descendants(root) {
+    for pid in bench::descendants(root) {
         cmd.arg("-p").arg(pid.to_string());
     }
     let mut st = cmd
@@ -1354,7 +1256,10 @@ fn strace(secs: u64, root: i32, listener: &Listener) -> Result<(), BoxError> {
 /// it triggers) and by exclusive time, with the checks done meanwhile.
 fn perf(secs: u64, root: i32, listener: &Listener) -> Result<(), BoxError> {
     let data = std::env::temp_dir().join(format!("check-bench-perf-{root}.data"));
-    let pids: Vec<String> = descendants(root).iter().map(i32::to_string).collect();
+    let pids: Vec<String> = bench::descendants(root)
+        .iter()
+        .map(i32::to_string)
+        .collect();
     let c0 = listener.count();
     let t = Instant::now();
     let out = std::process::Command::new("perf")
@@ -1415,67 +1320,6 @@ fn table(ipvs: &mut IpvsSocket) -> Result<(usize, usize), BoxError> {
         dests += ipvs.destinations(s)?.len();
     }
     Ok((services.len(), dests))
-}
-
-/// `root` and every process below it.
-fn descendants(root: i32) -> Vec<i32> {
-    let mut parent = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            if let Some((ppid, _)) = proc_stat(pid) {
-                parent.push((pid, ppid));
-            }
-        }
-    }
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        out.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    out
-}
-
-/// From /proc/PID/stat: the parent's pid, and user (utime + cutime) and system (stime +
-/// cstime) time in clock ticks.
-fn stat_fields(stat: &str) -> Option<(i32, Cpu)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command name: state (field 3), ppid (4), ..., utime (14), stime (15),
-    // cutime (16), cstime (17); f[0] is field 3.
-    let ppid = f.get(1)?.parse().ok()?;
-    let n = |i: usize| -> Option<u64> { Some(f.get(i)?.parse::<i64>().ok()?.max(0) as u64) };
-    Some((
-        ppid,
-        Cpu {
-            user: n(11)? + n(13)?,
-            sys: n(12)? + n(14)?,
-        },
-    ))
-}
-
-fn proc_stat(pid: i32) -> Option<(i32, Cpu)> {
-    stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// A `KEY:  N kB` line of /proc/PID/FILE, in KiB.
-fn proc_kib(pid: i32, file: &str, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
-fn clock_ticks() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map_or(100.0, |t| t as f64)
 }
 
 /// The whole VM's (busy, total) CPU time from /proc/stat, in ticks.
