@@ -172,7 +172,7 @@ pub(crate) struct RawVirtualServer {
     #[serde(default)]
     pub tunnel: Option<S<RawTunnel>>,
     #[serde(default)]
-    pub check: Option<S<RawCheck>>,
+    pub check: Option<Box<S<RawCheck>>>,
     #[serde(default)]
     pub quorum: Option<S<RawQuorum>>,
     #[serde(default)]
@@ -270,8 +270,10 @@ pub(crate) struct RawRealServer {
     pub address: Option<S<String>>,
     #[serde(default)]
     pub weight: Option<S<String>>,
+    /// Boxed: a `RawCheck` is about 1.3 KB inline (every field spanned), and the list
+    /// of real servers grows by doubling while it is parsed.
     #[serde(default)]
-    pub check: Option<S<RawCheck>>,
+    pub check: Option<Box<S<RawCheck>>>,
 }
 
 #[derive(Debug, Deserialize)]
