@@ -1,8 +1,9 @@
 //! What the side-by-side benchmarks (`check-bench`, `reload-bench`) share: the two
 //! daemons they compare, the processes of a daemon, and stopping them.
 
+use crate::netns::TestNs;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A daemon under test, with its binary.
@@ -72,6 +73,52 @@ impl Daemon {
             })
             .collect()
     }
+}
+
+/// The options of a side-by-side benchmark that pick the daemons and their binaries.
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// keepalive-d binary (default: `keepalive-d` next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub keepalive_d: Option<PathBuf>,
+    /// keepalived binary.
+    #[arg(long, value_name = "PATH", default_value = "keepalived")]
+    pub keepalived: PathBuf,
+    /// Which daemons to run, in this order: `keepalived` or `keepalive-d`, each
+    /// optionally `@PATH` for another binary (e.g. two builds of keepalive-d:
+    /// `keepalive-d@old/keepalive-d,keepalive-d@new/keepalive-d`).
+    #[arg(long, value_delimiter = ',', default_value = "keepalived,keepalive-d")]
+    pub daemons: Vec<String>,
+}
+
+impl DaemonArgs {
+    /// The daemons to run ([`Daemon::list`]).
+    pub fn list(&self) -> Result<Vec<(Daemon, Option<String>)>, String> {
+        let kad = match &self.keepalive_d {
+            Some(p) => p.clone(),
+            None => keepalive_d_beside_me()?,
+        };
+        Daemon::list(&self.daemons, &self.keepalived, &kad)
+    }
+}
+
+/// The command that starts `daemon` in `ns`, stdin from `/dev/null`, stdout and stderr
+/// to a new file `log`. keepalived gets the checker-only foreground options (`-C -n -l
+/// -G`: console logging, there is no syslog daemon in the VM) and its pid files in
+/// `work`; the caller adds the configuration file and the rest.
+pub fn command(daemon: &Daemon, ns: &TestNs, work: &Path, log: &Path) -> std::io::Result<Command> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    let mut cmd = ns.command(&daemon.path().display().to_string());
+    if let Daemon::Keepalived(_) = daemon {
+        cmd.args(["-C", "-n", "-l", "-G"])
+            .arg("-p")
+            .arg(work.join("keepalived.pid"))
+            .arg("-c")
+            .arg(work.join("checkers.pid"));
+    }
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    Ok(cmd)
 }
 
 /// `keepalive-d` next to the running binary (both built into `target/<profile>/`).

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -59,17 +59,8 @@ struct Args {
     /// `retry` = fall - 1, with `delay_before_retry` = the interval.
     #[arg(long, default_value_t = 3)]
     fall: u32,
-    /// keepalive-d binary (default: `keepalive-d` next to this binary).
-    #[arg(long, value_name = "PATH")]
-    keepalive_d: Option<PathBuf>,
-    /// keepalived binary.
-    #[arg(long, value_name = "PATH", default_value = "keepalived")]
-    keepalived: PathBuf,
-    /// Which daemons to run, in this order: `keepalived` or `keepalive-d`, each
-    /// optionally `@PATH` for another binary (e.g. two builds of keepalive-d:
-    /// `keepalive-d@old/keepalive-d,keepalive-d@new/keepalive-d`).
-    #[arg(long, value_delimiter = ',', default_value = "keepalived,keepalive-d")]
-    daemons: Vec<String>,
+    #[command(flatten)]
+    daemons: bench::DaemonArgs,
     /// Diagnostics: after the measured window, count each daemon's system calls with
     /// `strace -c -f` for this many seconds (0: not at all). Slows the daemon while it
     /// runs, so the figures of the window are not affected but the counts per check are
@@ -108,10 +99,6 @@ fn main() -> Result<(), BoxError> {
     if a.warmup == 0 || a.warmup >= a.secs || a.fall == 0 {
         return Err("--warmup must be 1..--secs, --fall at least 1".into());
     }
-    let kad = match &a.keepalive_d {
-        Some(p) => p.clone(),
-        None => bench::keepalive_d_beside_me()?,
-    };
     let nofile = raise_nofile(u64::from(a.servers) + 4096)?;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
@@ -133,7 +120,7 @@ fn main() -> Result<(), BoxError> {
     let addrs: Vec<SocketAddrV4> = (0..a.servers).map(Layout::rip).collect();
     let listener = Listener::start(&ns, &addrs)?;
     let mut results = Vec::new();
-    for (daemon, path) in Daemon::list(&a.daemons, &a.keepalived, &kad)? {
+    for (daemon, path) in a.daemons.list()? {
         let mut r = run_daemon(&a, &layout, &ns, &listener, &daemon, &work)?;
         if let Some(path) = path {
             r.version = format!("{}, {path}", r.version);
@@ -255,21 +242,12 @@ fn spawn(
     work: &Path,
     log: &Path,
 ) -> Result<Child, BoxError> {
-    let out = std::fs::File::create(log)?;
-    let err = out.try_clone()?;
-    let mut cmd = ns.command(&daemon.path().display().to_string());
+    let mut cmd = bench::command(daemon, ns, work, log)?;
     match daemon {
         Daemon::Keepalived(_) => {
             let conf = work.join("keepalived.conf");
             std::fs::write(&conf, layout.keepalived_conf(a.fall))?;
-            // Checker only, foreground, log to the console only (-G: no syslog, there
-            // is no syslog daemon in the VM, and keepalive-d logs to stderr only).
-            cmd.args(["-C", "-n", "-l", "-D", "-G", "-f"])
-                .arg(&conf)
-                .arg("-p")
-                .arg(work.join("keepalived.pid"))
-                .arg("-c")
-                .arg(work.join("checkers.pid"));
+            cmd.arg("-D").arg("-f").arg(&conf);
         }
         Daemon::KeepaliveD(_) => {
             let conf = work.join("keepalive-d.yaml");
@@ -283,12 +261,7 @@ fn spawn(
             }
         }
     }
-    Ok(cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("{}: {e}", daemon.name()))?)
+    Ok(cmd.spawn().map_err(|e| format!("{}: {e}", daemon.name()))?)
 }
 
 const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";

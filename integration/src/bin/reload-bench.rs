@@ -9,7 +9,8 @@
 //! 1. **start**: from spawning the daemon until the kernel holds the whole table;
 //! 2. **no-op reload**: SIGHUP with the same file;
 //! 3. **one real server changed**: one real server of the middle service replaced;
-//! 4. **1,000 services removed** (the last ones), then 5. **added back**.
+//! 4. **`--changed` services removed** (the last ones; 100 by default: 1% of 10,000);
+//! 5. **the same services added back**.
 //!
 //! For each step: the time until the kernel's table shows the expected state (polled
 //! every `--poll-ms` on a few sampled services, then confirmed by one full dump that is
@@ -35,7 +36,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     reals: u32,
     /// Virtual servers removed, then added back, by the last two reloads.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 100)]
     changed: u32,
     /// Seconds allowed for each step (start, each reload) of each daemon.
     #[arg(long, default_value_t = 600)]
@@ -65,16 +66,8 @@ struct Args {
     /// whole table; long by default so that no periodic reconcile falls into a step).
     #[arg(long, default_value = "10m")]
     reconcile_interval: String,
-    /// keepalive-d binary (default: `keepalive-d` next to this binary).
-    #[arg(long, value_name = "PATH")]
-    keepalive_d: Option<PathBuf>,
-    /// keepalived binary.
-    #[arg(long, value_name = "PATH", default_value = "keepalived")]
-    keepalived: PathBuf,
-    /// Which daemons to run, in this order (`keepalived`, `keepalive-d`, each
-    /// optionally `@PATH` for another binary).
-    #[arg(long, value_delimiter = ',', default_value = "keepalived,keepalive-d")]
-    daemons: Vec<String>,
+    #[command(flatten)]
+    daemons: bench::DaemonArgs,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -96,10 +89,6 @@ fn main() -> Result<(), BoxError> {
     if a.changed >= a.services {
         return Err("--changed must be below --services".into());
     }
-    let kad = match &a.keepalive_d {
-        Some(p) => p.clone(),
-        None => bench::keepalive_d_beside_me()?,
-    };
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
@@ -117,7 +106,7 @@ fn main() -> Result<(), BoxError> {
     let work = std::env::temp_dir().join(format!("reload-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let mut results = Vec::new();
-    for (daemon, _) in Daemon::list(&a.daemons, &a.keepalived, &kad)? {
+    for (daemon, _) in a.daemons.list()? {
         results.push(run_daemon(&a, &daemon, &work)?);
     }
     let _ = std::fs::remove_dir_all(&work);
@@ -405,18 +394,10 @@ fn spawn(
     work: &Path,
     log: &Path,
 ) -> Result<Child, BoxError> {
-    let out = std::fs::File::create(log)?;
-    let err = out.try_clone()?;
-    let mut cmd = ns.command(&daemon.path().display().to_string());
+    let mut cmd = bench::command(daemon, ns, work, log)?;
     match daemon {
         Daemon::Keepalived(_) => {
-            // Checker only, foreground, log to the console (no syslog in the VM).
-            cmd.args(["-C", "-n", "-l", "-G", "-f"])
-                .arg(conf)
-                .arg("-p")
-                .arg(work.join("keepalived.pid"))
-                .arg("-c")
-                .arg(work.join("checkers.pid"));
+            cmd.arg("-f").arg(conf);
         }
         Daemon::KeepaliveD(_) => {
             cmd.arg("run")
@@ -427,12 +408,7 @@ fn spawn(
                 .env("RUST_LOG", "info");
         }
     }
-    Ok(cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("{}: {e}", daemon.name()))?)
+    Ok(cmd.spawn().map_err(|e| format!("{}: {e}", daemon.name()))?)
 }
 
 /// The log line that says a reload is done.
