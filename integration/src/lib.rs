@@ -1,6 +1,7 @@
 //! Kernel tests for the IPVS control plane, and the kernel lab that runs them.
 //!
 //! - [`lab`]: boots a real Linux kernel with IPVS under QEMU (`cargo lab ...`).
+//! - [`bird`]: BIRD 2 in a test namespace (the BGP/ECMP tests).
 //! - [`daemon`]: a `keepalive-d run` process in a test namespace.
 //! - [`dashboard`]: checks a Grafana dashboard's PromQL against the metrics keepalive-d
 //!   documents or exposes.
@@ -9,6 +10,7 @@
 //!   client, for traffic tests.
 //! - [`vrrp_bench`]: VRRP failover of keepalived and keepalive-d measured on the wire.
 
+pub mod bird;
 pub mod daemon;
 pub mod dashboard;
 pub mod lab;

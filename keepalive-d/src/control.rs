@@ -104,10 +104,22 @@ pub enum Request {
         /// The real server's address.
         address: SocketAddr,
     },
+    /// Drain the director: withdraw every announced address (`announce: bgp`); its
+    /// established connections are still served. The answer lists the addresses.
+    DrainDirector,
+    /// Undo [`Request::DrainDirector`]: announce again what is in quorum.
+    UndrainDirector,
 }
 
 /// The commands [`Request`] knows, as spelled on the wire.
-const COMMANDS: [&str; 4] = ["status", "reload", "drain", "undrain"];
+const COMMANDS: [&str; 6] = [
+    "status",
+    "reload",
+    "drain",
+    "undrain",
+    "drain_director",
+    "undrain_director",
+];
 
 /// The daemon's answer to one request.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -126,6 +138,9 @@ pub struct Response {
     /// The [`StatusReport`] of a status request, as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
+    /// The addresses a `drain_director` withdrew (or an `undrain_director` announced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IpAddr>,
 }
 
 impl Response {
@@ -227,8 +242,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
             command,
         });
     }
-    if matches!(command.as_str(), "status" | "reload")
-        && value.as_object().is_some_and(|o| o.len() > 1)
+    if matches!(
+        command.as_str(),
+        "status" | "reload" | "drain_director" | "undrain_director"
+    ) && value.as_object().is_some_and(|o| o.len() > 1)
     {
         return Err(RequestError::Fields {
             reason: "takes no arguments".to_owned(),
@@ -948,6 +965,53 @@ impl Context {
             },
             Request::Drain { service, address } => self.drain(service, address, true).await,
             Request::Undrain { service, address } => self.drain(service, address, false).await,
+            Request::DrainDirector => self.drain_director(true).await,
+            Request::UndrainDirector => self.drain_director(false).await,
+        }
+    }
+
+    async fn drain_director(&self, drain: bool) -> Response {
+        let verb = if drain {
+            "drain-director"
+        } else {
+            "undrain-director"
+        };
+        let Some(lvs) = &self.control.lvs else {
+            return Response::error(format!("{verb}: this daemon runs no virtual servers"));
+        };
+        let (tx, rx) = oneshot::channel();
+        let stopped = || Response::error(format!("{verb}: the virtual servers have stopped"));
+        if lvs
+            .commands
+            .send(LvsCommand::DrainDirector { drain, reply: tx })
+            .await
+            .is_err()
+        {
+            return stopped();
+        }
+        match rx.await {
+            Ok(Ok(addresses)) => {
+                let list = addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let message = match (drain, addresses.is_empty()) {
+                    (true, true) => "director drained: nothing was announced".to_owned(),
+                    (true, false) => format!("director drained: withdrawn {list}"),
+                    (false, true) => {
+                        "director undrained: nothing to announce yet (no service in quorum)"
+                            .to_owned()
+                    }
+                    (false, false) => format!("director undrained: announcing {list}"),
+                };
+                Response {
+                    addresses,
+                    ..Response::message(message)
+                }
+            }
+            Ok(Err(e)) => Response::error(format!("{verb}: {e}")),
+            Err(_) => stopped(),
         }
     }
 
@@ -1325,6 +1389,92 @@ pub fn request(path: &Path, request: &Request, timeout: Duration) -> Result<Resp
     })
 }
 
+/// Active connections of the virtual servers of `addresses` in a status document.
+fn active_connections(status: &StatusReport, addresses: &[IpAddr]) -> u64 {
+    status
+        .virtual_servers
+        .iter()
+        .filter(|vs| {
+            vs.service
+                .split_whitespace()
+                .nth(1)
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .is_some_and(|a| addresses.contains(&a.ip()))
+        })
+        .flat_map(|vs| vs.real_servers.iter().map(|rs| u64::from(rs.active_conns)))
+        .sum()
+}
+
+/// `keepalive-d drain-director`: withdraws the director's announcements, then waits until
+/// the virtual servers of the withdrawn addresses have no active connection left (asking
+/// every `poll`), at most `timeout`. Succeeds when drained; fails on a timeout (saying how
+/// many connections are left) or when the daemon refuses.
+pub fn drain_director(path: &Path, timeout: Duration, poll: Duration) -> ClientOutcome {
+    let failed = |lines: Vec<String>| ClientOutcome {
+        stderr: lines,
+        ..ClientOutcome::default()
+    };
+    let started = std::time::Instant::now();
+    let response = match request(path, &Request::DrainDirector, CLIENT_TIMEOUT) {
+        Ok(r) if r.ok => r,
+        Ok(r) => {
+            let mut lines = vec![format!(
+                "keepalive-d: {}",
+                r.error
+                    .as_deref()
+                    .unwrap_or("the daemon refused the request")
+            )];
+            lines.extend(r.errors);
+            return failed(lines);
+        }
+        Err(e) => return failed(vec![format!("keepalive-d: {e}")]),
+    };
+    let mut stdout = response.message.map(|m| m + "\n").unwrap_or_default();
+    let addresses = response.addresses;
+    loop {
+        let status = match request(path, &Request::Status, CLIENT_TIMEOUT) {
+            Ok(Response {
+                ok: true,
+                status: Some(v),
+                ..
+            }) => serde_json::from_value::<StatusReport>(v).ok(),
+            _ => None,
+        };
+        let Some(status) = status else {
+            return ClientOutcome {
+                stdout,
+                stderr: vec!["keepalive-d: drain-director: no status from the daemon".to_owned()],
+                success: false,
+            };
+        };
+        let active = active_connections(&status, &addresses);
+        let waited = started.elapsed();
+        if active == 0 {
+            let _ = writeln!(
+                stdout,
+                "no active connection left after {:.1}s: the director can be stopped",
+                waited.as_secs_f64()
+            );
+            return ClientOutcome {
+                stdout,
+                stderr: Vec::new(),
+                success: true,
+            };
+        }
+        if waited >= timeout {
+            return ClientOutcome {
+                stdout,
+                stderr: vec![format!(
+                    "keepalive-d: drain-director: {active} active connections left after {}s",
+                    timeout.as_secs()
+                )],
+                success: false,
+            };
+        }
+        std::thread::sleep(poll.min(timeout.saturating_sub(waited)));
+    }
+}
+
 /// What a client command (`status`, `reload`, `drain`, `undrain`) prints, and whether it
 /// succeeded (exit status 0) or not (1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -1659,6 +1809,8 @@ mod tests {
                 drift_repairs: 1,
             },
             draining: Vec::new(),
+            announced: Vec::new(),
+            director_drained: false,
         };
         let snap = Snapshot {
             has_lvs: true,

@@ -859,3 +859,34 @@ vrrp_instances:
         e[0]
     );
 }
+
+#[test]
+fn announce_and_bgp_section() {
+    let config = parse(
+        "
+virtual_servers:
+  - { name: http, vip: 10.0.0.100:80, announce: bgp, scheduler: mh, real_servers: [{ address: 10.0.0.11:80 }] }
+  - { name: https, vip: 10.0.0.100:443, announce: bgp, scheduler: mh, real_servers: [{ address: 10.0.0.11:443 }] }
+  - { name: plain, vip: 10.0.0.101:80, real_servers: [{ address: 10.0.0.11:80 }] }
+bgp: { table: 1000, protocol: 200 }
+",
+    );
+    let announce: Vec<_> = config.virtual_servers.iter().map(|v| v.announce).collect();
+    assert_eq!(announce, [Some(Announce::Bgp), Some(Announce::Bgp), None]);
+    assert_eq!(
+        config.bgp,
+        BgpSettings {
+            table: 1000,
+            protocol: 200
+        }
+    );
+    // Without the section: table 100, protocol 77.
+    let config = parse(
+        "
+virtual_servers:
+  - { name: http, vip: 10.0.0.100:80, announce: bgp, real_servers: [{ address: 10.0.0.11:80 }] }
+",
+    );
+    assert_eq!(config.bgp, BgpSettings::default());
+    assert_eq!((config.bgp.table, config.bgp.protocol), (100, 77));
+}
