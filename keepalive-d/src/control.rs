@@ -1389,27 +1389,52 @@ pub fn request(path: &Path, request: &Request, timeout: Duration) -> Result<Resp
     })
 }
 
-/// Active connections of the virtual servers of `addresses` in a status document.
-fn active_connections(status: &StatusReport, addresses: &[IpAddr]) -> u64 {
-    status
-        .virtual_servers
-        .iter()
-        .filter(|vs| {
-            vs.service
-                .split_whitespace()
-                .nth(1)
-                .and_then(|a| a.parse::<SocketAddr>().ok())
-                .is_some_and(|a| addresses.contains(&a.ip()))
-        })
-        .flat_map(|vs| vs.real_servers.iter().map(|rs| u64::from(rs.active_conns)))
-        .sum()
+/// Active connections and packets received so far of the virtual servers of `addresses`
+/// in a status document.
+fn director_traffic(status: &StatusReport, addresses: &[IpAddr]) -> (u64, u64) {
+    let services = status.virtual_servers.iter().filter(|vs| {
+        vs.service
+            .split_whitespace()
+            .nth(1)
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .is_some_and(|a| addresses.contains(&a.ip()))
+    });
+    let mut active = 0;
+    let mut inpkts = 0;
+    for vs in services {
+        active += vs
+            .real_servers
+            .iter()
+            .map(|rs| u64::from(rs.active_conns))
+            .sum::<u64>();
+        inpkts += vs.stats.map_or(0, |s| s.inpkts);
+    }
+    (active, inpkts)
+}
+
+/// How long `keepalive-d drain-director` waits, and when it calls the director drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectorDrain {
+    /// At most this long (then exit 1, saying what is left).
+    pub timeout: Duration,
+    /// Drained when no packet arrived for the withdrawn addresses for this long: the
+    /// routers send nothing more (behind ECMP the established connections move to the
+    /// other directors, and their entries here stay until the kernel expires them).
+    pub quiet: Duration,
+    /// Time between two looks at the daemon's status.
+    pub poll: Duration,
 }
 
 /// `keepalive-d drain-director`: withdraws the director's announcements, then waits until
-/// the virtual servers of the withdrawn addresses have no active connection left (asking
-/// every `poll`), at most `timeout`. Succeeds when drained; fails on a timeout (saying how
-/// many connections are left) or when the daemon refuses.
-pub fn drain_director(path: &Path, timeout: Duration, poll: Duration) -> ClientOutcome {
+/// the virtual servers of the withdrawn addresses have no active connection left, or got
+/// no packet for `quiet` (asking every `poll`), at most `timeout`. Succeeds when drained;
+/// fails on a timeout (saying how many connections are left) or when the daemon refuses.
+pub fn drain_director(path: &Path, drain: DirectorDrain) -> ClientOutcome {
+    let DirectorDrain {
+        timeout,
+        quiet,
+        poll,
+    } = drain;
     let failed = |lines: Vec<String>| ClientOutcome {
         stderr: lines,
         ..ClientOutcome::default()
@@ -1431,6 +1456,8 @@ pub fn drain_director(path: &Path, timeout: Duration, poll: Duration) -> ClientO
     };
     let mut stdout = response.message.map(|m| m + "\n").unwrap_or_default();
     let addresses = response.addresses;
+    // The packet count, and since when it has not moved.
+    let mut last: Option<(u64, std::time::Instant)> = None;
     loop {
         let status = match request(path, &Request::Status, CLIENT_TIMEOUT) {
             Ok(Response {
@@ -1447,12 +1474,28 @@ pub fn drain_director(path: &Path, timeout: Duration, poll: Duration) -> ClientO
                 success: false,
             };
         };
-        let active = active_connections(&status, &addresses);
+        let (active, inpkts) = director_traffic(&status, &addresses);
+        let now = std::time::Instant::now();
+        let since = match last {
+            Some((n, t)) if n == inpkts => t,
+            _ => now,
+        };
+        last = Some((inpkts, since));
         let waited = started.elapsed();
-        if active == 0 {
+        let why = if active == 0 {
+            Some("no active connection left".to_owned())
+        } else if now.duration_since(since) >= quiet {
+            Some(format!(
+                "no packet for {:.1}s ({active} connections idle or gone elsewhere)",
+                now.duration_since(since).as_secs_f64()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
             let _ = writeln!(
                 stdout,
-                "no active connection left after {:.1}s: the director can be stopped",
+                "{why} after {:.1}s: the director can be stopped",
                 waited.as_secs_f64()
             );
             return ClientOutcome {

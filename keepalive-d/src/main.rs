@@ -153,12 +153,17 @@ enum Command {
         control_socket: PathBuf,
     },
     /// Drain this director (`announce: bgp`): withdraw every announced address, then wait
-    /// until their established connections have finished (exit 0) or `--timeout` (exit 1).
-    /// It stays drained until `undrain-director` or a restart.
+    /// until their established connections have finished, or no packet came for
+    /// `--quiet` (exit 0), at most `--timeout` (exit 1). It stays drained until
+    /// `undrain-director` or a restart.
     DrainDirector {
         /// How long to wait for the established connections (e.g. 30s, 5m).
         #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_interval_any)]
         timeout: std::time::Duration,
+        /// Drained once no packet arrived for the withdrawn addresses for this long (at
+        /// least 3s: the kernel brings its packet counters up to date every 2 s).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_quiet)]
+        quiet: std::time::Duration,
         /// The running daemon's control socket.
         #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
         control_socket: PathBuf,
@@ -268,11 +273,15 @@ fn main() -> ExitCode {
         ),
         Command::DrainDirector {
             timeout,
+            quiet,
             control_socket,
         } => finish(keepalive_d::control::drain_director(
             &control_socket,
-            timeout,
-            std::time::Duration::from_millis(500),
+            keepalive_d::control::DirectorDrain {
+                timeout,
+                quiet,
+                poll: std::time::Duration::from_millis(500),
+            },
         )),
         Command::UndrainDirector { control_socket } => {
             client(&control_socket, &Request::UndrainDirector, false)
@@ -297,6 +306,15 @@ fn parse_interval_any(s: &str) -> Result<std::time::Duration, String> {
     let d = keepalive_d::config::parse_duration(s).map_err(|e| e.to_string())?;
     if d < std::time::Duration::from_secs(1) {
         return Err("must be at least 1s".to_owned());
+    }
+    Ok(d)
+}
+
+/// `drain-director --quiet`: a duration of at least 3s.
+fn parse_quiet(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_interval_any(s)?;
+    if d < std::time::Duration::from_secs(3) {
+        return Err("must be at least 3s (the kernel updates its counters every 2 s)".to_owned());
     }
     Ok(d)
 }
