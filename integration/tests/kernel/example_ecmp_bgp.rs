@@ -213,10 +213,9 @@ struct Flows {
 }
 
 impl Flows {
-    fn open(lab: &EcmpLab, n: usize) -> Self {
+    fn open(lab: &LbLab, n: usize) -> Self {
         let target = sock(VIP, TCP_PORT);
         let flows: Vec<Flow> = lab
-            .lab
             .client()
             .enter(|| {
                 (0..n)
@@ -386,7 +385,7 @@ fn example_ecmp_bgp_spreads_flows_and_survives_director_failures() {
     // Binomial(300, 1/3): fewer than 50 on one director has a probability below 1e-9.
     assert!(min >= 50, "uneven spread over the directors: {per:?}");
 
-    let flows = Flows::open(&lab, FLOWS);
+    let flows = Flows::open(&lab.lab, FLOWS);
     flows.settle();
     let placed = placement(&lab, &flows);
     assert_eq!(placed.len(), FLOWS, "{placed:?}");
@@ -448,7 +447,7 @@ fn example_ecmp_bgp_spreads_flows_and_survives_director_failures() {
 #[test]
 fn example_ecmp_bgp_drain_director_breaks_no_flow() {
     let mut lab = EcmpLab::start();
-    let flows = Flows::open(&lab, FLOWS);
+    let flows = Flows::open(&lab.lab, FLOWS);
     flows.settle();
     let placed = placement(&lab, &flows);
     assert_eq!(placed.len(), FLOWS, "{placed:?}");
@@ -504,4 +503,60 @@ fn example_ecmp_bgp_drain_director_breaks_no_flow() {
     let (code, log) = d.stop(Duration::from_secs(20)).unwrap();
     assert_eq!(code, Some(0), "{log}");
     after_failure(&lab, &flows, &placed, 0, "director 1 drained, then stopped");
+}
+
+/// The same long-lived flows through the VRRP pair of `examples/web-farm-dr` (its
+/// shipped files, with the echo service added: `wlc`, no connection sync, no sloppy TCP),
+/// for the comparison in BENCHMARKS.md: the Master box fails (daemon killed, link down)
+/// and the Backup takes the VIP after the master-down interval; it has no entry for the
+/// established flows, so its kernel answers each with a reset: every flow breaks.
+#[test]
+fn example_ecmp_bgp_compared_with_the_vrrp_pair_failover() {
+    use super::example_web_farm_dr::{
+        MASTER_DOWN, has_vip, shipped_config, start_pair, wait_until,
+    };
+    let (lab, a, b) = start_pair();
+    let echo = "\n  - name: echo\n    vip: 10.0.0.100:7000\n    scheduler: wlc\n    forward: dr\n    \
+                check: { type: tcp, interval: 1s, timeout: 500ms, rise: 1, fall: 2 }\n    \
+                real_servers:\n      - { address: 10.0.0.11:7000 }\n      \
+                - { address: 10.0.0.12:7000 }\n      - { address: 10.0.0.13:7000 }\n";
+    let with_echo = |d: char| shipped_config(d).replace("\n\nipvs:", &format!("{echo}\nipvs:"));
+    a.reload(&with_echo('a'), Duration::from_secs(20)).unwrap();
+    b.reload(&with_echo('b'), Duration::from_secs(20)).unwrap();
+    let d1 = lab.director();
+    let d2 = lab.director2().unwrap();
+    let echo_dests = |ns: &TestNs| {
+        ns.run("ipvsadm", &["-S", "-n"])
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("-a -t 10.0.0.100:7000 -r "))
+            .count()
+    };
+    wait_until(
+        "both tables have the echo service",
+        Duration::from_secs(20),
+        || echo_dests(d1) == 3 && echo_dests(d2) == 3,
+    );
+    let flows = Flows::open(&lab, FLOWS);
+    flows.settle();
+    assert!(
+        flows.state().iter().all(|f| f.2.is_none()),
+        "{:?}",
+        flows.state()
+    );
+
+    let log_a = a.kill();
+    d1.run("ip", &["link", "set", "eth0", "down"]).unwrap();
+    let took = wait_until("director b takes the VIP", Duration::from_secs(10), || {
+        has_vip(&lab, d2)
+    });
+    flows.settle();
+    let broken = flows.state().iter().filter(|f| f.2.is_some()).count();
+    println!(
+        "ecmp: VRRP pair for comparison: the Backup held the VIP {took:?} after the Master failed \
+         (master-down interval {MASTER_DOWN:?}); {broken} of {FLOWS} long-lived flows broken"
+    );
+    assert_eq!(broken, FLOWS, "{:?}\n{log_a}\n{}", flows.state(), b.log());
+    drop(flows);
+    drop(b);
 }
