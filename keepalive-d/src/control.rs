@@ -188,7 +188,10 @@ pub enum RequestError {
     #[error("bad request: expected an object with a \"command\" string")]
     NoCommand,
     /// A command this daemon does not know.
-    #[error("bad request: unknown command `{0}`: expected status, reload, drain or undrain")]
+    #[error(
+        "bad request: unknown command `{0}`: expected status, reload, drain, undrain, \
+         drain_director or undrain_director"
+    )]
     UnknownCommand(String),
     /// A known command with missing, extra or invalid fields.
     #[error("bad request: command `{command}`: {reason}")]
@@ -1628,6 +1631,33 @@ mod tests {
             let line = serde_json::to_vec(&r).unwrap_or_default();
             assert_eq!(parse_request(&line), Ok(r));
         }
+    }
+
+    #[test]
+    fn director_drain_requests() {
+        assert_eq!(
+            parse_request(br#"{"command":"drain_director"}"#),
+            Ok(Request::DrainDirector)
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"undrain_director"}"#),
+            Ok(Request::UndrainDirector)
+        );
+        assert!(matches!(
+            parse_request(br#"{"command":"drain_director","service":"web"}"#),
+            Err(RequestError::Fields { command, .. }) if command == "drain_director"
+        ));
+        let wire = serde_json::to_string(&Request::DrainDirector).unwrap();
+        assert_eq!(wire, r#"{"command":"drain_director"}"#);
+        // The answer carries the addresses; older answers without them still parse.
+        let r = Response {
+            addresses: vec![IpAddr::from([10, 0, 0, 100])],
+            ..Response::message("director drained: withdrawn 10.0.0.100")
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""addresses":["10.0.0.100"]"#), "{text}");
+        let old: Response = serde_json::from_str(r#"{"ok":true,"message":"x"}"#).unwrap();
+        assert!(old.addresses.is_empty());
     }
 
     #[test]

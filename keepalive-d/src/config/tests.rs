@@ -731,7 +731,7 @@ sync_daemon: { interface: eth1, instance: web, sync_id: 7 }
         config.sync_daemon,
         Some(SyncDaemonSettings {
             interface: "eth1".into(),
-            instance: "web".into(),
+            instance: Some("web".into()),
             sync_id: 7,
         })
     );
@@ -743,6 +743,22 @@ sync_daemon: { interface: eth1, instance: web }
 ",
     );
     assert_eq!(config.sync_daemon.map(|s| s.sync_id), Some(0));
+    // Active-active: no instance, both daemons.
+    let config = parse(
+        "
+virtual_servers:
+  - { name: web, vip: 10.0.0.100:80, announce: bgp, scheduler: mh, real_servers: [{ address: 10.0.0.11:80 }] }
+sync_daemon: { interface: eth0, sync_id: 3 }
+",
+    );
+    assert_eq!(
+        config.sync_daemon,
+        Some(SyncDaemonSettings {
+            interface: "eth0".into(),
+            instance: None,
+            sync_id: 3,
+        })
+    );
 }
 
 #[test]

@@ -67,13 +67,15 @@ pub enum Announce {
 
 /// The `sync_daemon` section: the kernel's IPVS connection synchronisation follows a VRRP
 /// instance: the master sync daemon runs while the instance is Master, the backup one
-/// otherwise (keepalived's `lvs_sync_daemon`).
+/// otherwise (keepalived's `lvs_sync_daemon`). Without an instance both run all the time
+/// (active-active directors behind ECMP: each sends its connections and learns the
+/// others').
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncDaemonSettings {
     /// Interface the sync messages are sent and received on.
     pub interface: String,
-    /// The VRRP instance followed (one of `vrrp_instances`).
-    pub instance: String,
+    /// The VRRP instance followed (one of `vrrp_instances`); `None`: both daemons run.
+    pub instance: Option<String>,
     /// Sync id (0..=255; both directors use the same).
     pub sync_id: u8,
 }

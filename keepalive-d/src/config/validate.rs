@@ -633,14 +633,15 @@ impl Validator<'_> {
                 .sync_id
                 .as_ref()
                 .map_or(Some(0), |s| this.int(s, "sync_id", 0, 255));
-            let instance = this
-                .required(&v.instance, "instance", at, "sync_daemon")
-                .and_then(|s| {
+            // Without `instance`: both daemons all the time (active-active directors).
+            let instance = match &v.instance {
+                None => Some(None),
+                Some(s) => {
                     let known = instances
                         .iter()
                         .any(|i| i.value.name.as_ref().is_some_and(|n| n.value == s.value));
                     if known {
-                        Some(s.value.clone())
+                        Some(Some(s.value.clone()))
                     } else {
                         this.err(
                             &s.referenced,
@@ -651,7 +652,8 @@ impl Validator<'_> {
                         );
                         None
                     }
-                });
+                }
+            };
             Some(SyncDaemonSettings {
                 interface: interface?,
                 instance: instance?,
