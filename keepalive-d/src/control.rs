@@ -316,6 +316,12 @@ pub struct StatusReport {
     pub draining: Vec<DrainingReport>,
     /// The IPVS side (`null` without virtual servers).
     pub ipvs: Option<IpvsReport>,
+    /// Addresses announced now (`announce: bgp`: their routes are in the `bgp` table).
+    #[serde(default)]
+    pub announced: Vec<String>,
+    /// The director is drained (`keepalive-d drain-director`): it announces nothing.
+    #[serde(default)]
+    pub director_drained: bool,
 }
 
 /// One VRRP instance.
@@ -676,6 +682,12 @@ impl StatusReport {
             virtual_servers,
             draining,
             ipvs,
+            announced: snap
+                .lvs
+                .as_ref()
+                .map(|l| l.announced.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            director_drained: snap.lvs.as_ref().is_some_and(|l| l.director_drained),
         }
     }
 }
@@ -853,6 +865,15 @@ pub fn render_text(r: &StatusReport, now_unix: f64) -> String {
                     "    * drained by hand (keepalive-d undrain to restore)"
                 );
             }
+        }
+        if r.director_drained {
+            let _ = writeln!(
+                out,
+                "  director drained: nothing announced (keepalive-d undrain-director to announce again)"
+            );
+        }
+        if !r.announced.is_empty() {
+            let _ = writeln!(out, "  announced by BGP: {}", r.announced.join(", "));
         }
         for d in &r.draining {
             let _ = writeln!(

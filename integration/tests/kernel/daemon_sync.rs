@@ -10,9 +10,9 @@ fn daemons(ns: &TestNs) -> String {
     ns.run("ipvsadm", &["-L", "--daemon"]).unwrap()
 }
 
-#[test]
-fn sync_daemon_follows_the_vrrp_instance() {
-    let ns = TestNs::new("kad-sync").unwrap();
+/// A namespace with `eth0` (a veth whose peer `eth1` stays in it) up, holding `addr`.
+fn ns_with_eth0(tag: &str, addr: &str) -> TestNs {
+    let ns = TestNs::new(tag).unwrap();
     ns.run(
         "ip",
         &[
@@ -21,9 +21,14 @@ fn sync_daemon_follows_the_vrrp_instance() {
     )
     .unwrap();
     ns.run("ip", &["link", "set", "eth1", "up"]).unwrap();
-    ns.run("ip", &["addr", "add", "192.0.2.2/24", "dev", "eth0"])
-        .unwrap();
+    ns.run("ip", &["addr", "add", addr, "dev", "eth0"]).unwrap();
     ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+    ns
+}
+
+#[test]
+fn sync_daemon_follows_the_vrrp_instance() {
+    let ns = ns_with_eth0("kad-sync", "192.0.2.2/24");
     let config = "vrrp_instances:
   - name: vi1
     interface: eth0
@@ -66,18 +71,7 @@ sync_daemon: { interface: eth0, instance: vi1, sync_id: 7 }
 /// the start, with no VRRP at all, and both stop with the daemon.
 #[test]
 fn sync_daemon_without_an_instance_runs_master_and_backup() {
-    let ns = TestNs::new("kad-sync-aa").unwrap();
-    ns.run(
-        "ip",
-        &[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ],
-    )
-    .unwrap();
-    ns.run("ip", &["link", "set", "eth1", "up"]).unwrap();
-    ns.run("ip", &["addr", "add", "10.0.0.1/24", "dev", "eth0"])
-        .unwrap();
-    ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+    let ns = ns_with_eth0("kad-sync-aa", "10.0.0.1/24");
     let config = "virtual_servers:
   - { name: web, vip: 10.0.0.100:80, scheduler: mh, forward: dr, real_servers: [{ address: 10.0.0.11:80 }] }
 sync_daemon: { interface: eth0, sync_id: 9 }

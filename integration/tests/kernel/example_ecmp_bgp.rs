@@ -145,12 +145,14 @@ impl EcmpLab {
             .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
-    /// For each client port, the director whose IPVS has a connection for it to
-    /// `VIP:port` and the real server it goes to (the first director found).
-    fn connections(&self, port: u16) -> BTreeMap<u16, Vec<(usize, IpAddr)>> {
+    /// For each client port, the directors whose IPVS has a connection for it to
+    /// `VIP:port`: the director, the real server, and the seconds left before the entry
+    /// expires (the entry that the flow's packets refresh has the most; an entry left on
+    /// a director the flow moved away from counts down).
+    fn connections(&self, port: u16) -> BTreeMap<u16, Vec<(usize, IpAddr, u32)>> {
         let vip = format!("{VIP}:{port}");
         let client = self.lab.client_addr().to_string();
-        let mut map: BTreeMap<u16, Vec<(usize, IpAddr)>> = BTreeMap::new();
+        let mut map: BTreeMap<u16, Vec<(usize, IpAddr, u32)>> = BTreeMap::new();
         for i in 0..3 {
             let text = self
                 .director(i)
@@ -170,8 +172,12 @@ impl EcmpLab {
                 ) else {
                     continue;
                 };
+                let expires = f[1]
+                    .split_once(':')
+                    .and_then(|(m, s)| Some(m.parse::<u32>().ok()? * 60 + s.parse::<u32>().ok()?))
+                    .unwrap_or(0);
                 if src == client {
-                    map.entry(sport).or_default().push((i, dst));
+                    map.entry(sport).or_default().push((i, dst, expires));
                 }
             }
         }
@@ -295,8 +301,16 @@ fn placement(lab: &EcmpLab, flows: &Flows) -> BTreeMap<u16, usize> {
     flows
         .state()
         .iter()
-        .filter_map(|(port, _, _)| Some((*port, conns.get(port)?.first()?.0)))
+        .filter_map(|(port, _, _)| Some((*port, current(conns.get(port)?)?.0)))
         .collect()
+}
+
+/// The entry a flow's packets go through now: the freshest.
+fn current(entries: &[(usize, IpAddr, u32)]) -> Option<(usize, IpAddr)> {
+    entries
+        .iter()
+        .max_by_key(|e| e.2)
+        .map(|(d, dst, _)| (*d, *dst))
 }
 
 /// After `director` left: counts (and prints) the broken flows among those that were on
@@ -321,13 +335,12 @@ fn after_failure(
             // It is now on a survivor, to its real server (rsN is 10.0.0.(11 + N)).
             let rs: usize = backend.trim_start_matches("rs").parse().unwrap();
             let want = IpAddr::V4(lab.lab.real_server_addr(rs));
-            let on_survivor = conns
-                .get(port)
-                .map(|c| c.iter().any(|(d, dst)| *d != director && *dst == want))
-                .unwrap_or(false);
+            let now = conns.get(port).and_then(|c| current(c));
+            let on_survivor = now.is_some_and(|(d, dst)| d != director && dst == want);
             assert!(
                 broken.is_some() || on_survivor,
-                "{what}: flow {port} ({backend}) answers but no survivor has it: {:?}",
+                "{what}: flow {port} ({backend}) answers but is not on a survivor to its real \
+                 server: {:?}",
                 conns.get(port)
             );
         } else {
@@ -364,9 +377,9 @@ fn example_ecmp_bgp_spreads_flows_and_survives_director_failures() {
     assert_eq!(spread.failures, 0, "{spread}");
     let after = lab.connections(HTTP_PORT);
     // Entries per director (a client port may be used twice: count entries, not ports).
-    let count = |conns: &BTreeMap<u16, Vec<(usize, IpAddr)>>| {
+    let count = |conns: &BTreeMap<u16, Vec<(usize, IpAddr, u32)>>| {
         let mut per = [0u64; 3];
-        for (d, _) in conns.values().flatten() {
+        for (d, _, _) in conns.values().flatten() {
             per[*d] += 1;
         }
         per
@@ -452,7 +465,57 @@ fn example_ecmp_bgp_drain_director_breaks_no_flow() {
     let placed = placement(&lab, &flows);
     assert_eq!(placed.len(), FLOWS, "{placed:?}");
 
-    // Drain director 1 while the flows go on.
+    let status = |lab: &EcmpLab| {
+        let socket = Daemon::control_socket(lab.director(0));
+        let exe = ipvs_integration::daemon::keepalive_d_path().unwrap();
+        lab.director(0)
+            .run(
+                &exe.to_string_lossy(),
+                &["status", "--control-socket", &socket.to_string_lossy()],
+            )
+            .unwrap()
+    };
+    let text = status(&lab);
+    assert!(text.contains("announced by BGP: 10.0.0.100"), "{text}");
+
+    // Drain director 1 while the flows go on; it shows drained; undrain it.
+    drain_director(&lab);
+    let text = status(&lab);
+    assert!(text.contains("director drained"), "{text}");
+    assert!(!text.contains("announced by BGP"), "{text}");
+    let socket = Daemon::control_socket(lab.director(0));
+    let exe = ipvs_integration::daemon::keepalive_d_path().unwrap();
+    let out = lab
+        .director(0)
+        .run(
+            &exe.to_string_lossy(),
+            &[
+                "undrain-director",
+                "--control-socket",
+                &socket.to_string_lossy(),
+            ],
+        )
+        .unwrap();
+    assert!(out.contains("announcing 10.0.0.100"), "{out}");
+    let back = lab.wait_route(&DIRECTORS, Duration::from_secs(10));
+    println!("ecmp: undrain-director: back in the router's route after {back:?}");
+    let text = status(&lab);
+    assert!(text.contains("announced by BGP: 10.0.0.100"), "{text}");
+
+    // Drained again, then stopped: its services go, no flow notices.
+    flows.settle();
+    let placed = placement(&lab, &flows);
+    assert_eq!(placed.len(), FLOWS, "{placed:?}");
+    drain_director(&lab);
+    let d = lab.daemons[0].take().unwrap();
+    let (code, log) = d.stop(Duration::from_secs(20)).unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    after_failure(&lab, &flows, &placed, 0, "director 1 drained, then stopped");
+}
+
+/// Runs `keepalive-d drain-director` on director 1 while the flows go on: it leaves the
+/// router's route at once, and the command ends (exit 0) once no packet came for 3 s.
+fn drain_director(lab: &EcmpLab) {
     let t0 = Instant::now();
     let socket = Daemon::control_socket(lab.director(0));
     let exe = ipvs_integration::daemon::keepalive_d_path().unwrap();
@@ -497,12 +560,6 @@ fn example_ecmp_bgp_drain_director_breaks_no_flow() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("withdrawn 10.0.0.100"), "{stdout}");
-
-    // Then the drained director stops: its services go, no flow notices.
-    let d = lab.daemons[0].take().unwrap();
-    let (code, log) = d.stop(Duration::from_secs(20)).unwrap();
-    assert_eq!(code, Some(0), "{log}");
-    after_failure(&lab, &flows, &placed, 0, "director 1 drained, then stopped");
 }
 
 /// The same long-lived flows through the VRRP pair of `examples/web-farm-dr` (its

@@ -969,6 +969,15 @@ pub async fn run_announcing(
                         ),
                         Err(e) => tracing::error!("virtual servers reload failed: {e}"),
                     }
+                    if r.is_ok()
+                        && program.routes.is_none()
+                        && crate::announce::any_announced(&program.servers)
+                    {
+                        tracing::warn!(
+                            "`announce` added by a reload to a daemon started without it: \
+                             restart to announce"
+                        );
+                    }
                     if program.settings.reconcile_interval != interval {
                         tick = new_tick(program.settings.reconcile_interval);
                     }
