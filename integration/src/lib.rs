@@ -1,6 +1,7 @@
 //! Kernel tests for the IPVS control plane, and the kernel lab that runs them.
 //!
 //! - [`lab`]: boots a real Linux kernel with IPVS under QEMU (`cargo lab ...`).
+//! - [`bird`]: BIRD 2 in a test namespace (the BGP/ECMP tests).
 //! - [`daemon`]: a `keepalive-d run` process in a test namespace.
 //! - [`dashboard`]: checks a Grafana dashboard's PromQL against the metrics keepalive-d
 //!   documents or exposes.
@@ -11,6 +12,7 @@
 //! - [`vrrp_bench`]: VRRP failover of keepalived and keepalive-d measured on the wire.
 
 pub mod bench;
+pub mod bird;
 pub mod daemon;
 pub mod dashboard;
 pub mod lab;

@@ -104,10 +104,22 @@ pub enum Request {
         /// The real server's address.
         address: SocketAddr,
     },
+    /// Drain the director: withdraw every announced address (`announce: bgp`); its
+    /// established connections are still served. The answer lists the addresses.
+    DrainDirector,
+    /// Undo [`Request::DrainDirector`]: announce again what is in quorum.
+    UndrainDirector,
 }
 
 /// The commands [`Request`] knows, as spelled on the wire.
-const COMMANDS: [&str; 4] = ["status", "reload", "drain", "undrain"];
+const COMMANDS: [&str; 6] = [
+    "status",
+    "reload",
+    "drain",
+    "undrain",
+    "drain_director",
+    "undrain_director",
+];
 
 /// The daemon's answer to one request.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -126,6 +138,9 @@ pub struct Response {
     /// The [`StatusReport`] of a status request, as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
+    /// The addresses a `drain_director` withdrew (or an `undrain_director` announced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IpAddr>,
 }
 
 impl Response {
@@ -173,7 +188,10 @@ pub enum RequestError {
     #[error("bad request: expected an object with a \"command\" string")]
     NoCommand,
     /// A command this daemon does not know.
-    #[error("bad request: unknown command `{0}`: expected status, reload, drain or undrain")]
+    #[error(
+        "bad request: unknown command `{0}`: expected status, reload, drain, undrain, \
+         drain_director or undrain_director"
+    )]
     UnknownCommand(String),
     /// A known command with missing, extra or invalid fields.
     #[error("bad request: command `{command}`: {reason}")]
@@ -227,8 +245,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
             command,
         });
     }
-    if matches!(command.as_str(), "status" | "reload")
-        && value.as_object().is_some_and(|o| o.len() > 1)
+    if matches!(
+        command.as_str(),
+        "status" | "reload" | "drain_director" | "undrain_director"
+    ) && value.as_object().is_some_and(|o| o.len() > 1)
     {
         return Err(RequestError::Fields {
             reason: "takes no arguments".to_owned(),
@@ -296,6 +316,12 @@ pub struct StatusReport {
     pub draining: Vec<DrainingReport>,
     /// The IPVS side (`null` without virtual servers).
     pub ipvs: Option<IpvsReport>,
+    /// Addresses announced now (`announce: bgp`: their routes are in the `bgp` table).
+    #[serde(default)]
+    pub announced: Vec<String>,
+    /// The director is drained (`keepalive-d drain-director`): it announces nothing.
+    #[serde(default)]
+    pub director_drained: bool,
 }
 
 /// One VRRP instance.
@@ -656,6 +682,12 @@ impl StatusReport {
             virtual_servers,
             draining,
             ipvs,
+            announced: snap
+                .lvs
+                .as_ref()
+                .map(|l| l.announced.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            director_drained: snap.lvs.as_ref().is_some_and(|l| l.director_drained),
         }
     }
 }
@@ -834,6 +866,15 @@ pub fn render_text(r: &StatusReport, now_unix: f64) -> String {
                 );
             }
         }
+        if r.director_drained {
+            let _ = writeln!(
+                out,
+                "  director drained: nothing announced (keepalive-d undrain-director to announce again)"
+            );
+        }
+        if !r.announced.is_empty() {
+            let _ = writeln!(out, "  announced by BGP: {}", r.announced.join(", "));
+        }
         for d in &r.draining {
             let _ = writeln!(
                 out,
@@ -948,6 +989,53 @@ impl Context {
             },
             Request::Drain { service, address } => self.drain(service, address, true).await,
             Request::Undrain { service, address } => self.drain(service, address, false).await,
+            Request::DrainDirector => self.drain_director(true).await,
+            Request::UndrainDirector => self.drain_director(false).await,
+        }
+    }
+
+    async fn drain_director(&self, drain: bool) -> Response {
+        let verb = if drain {
+            "drain-director"
+        } else {
+            "undrain-director"
+        };
+        let Some(lvs) = &self.control.lvs else {
+            return Response::error(format!("{verb}: this daemon runs no virtual servers"));
+        };
+        let (tx, rx) = oneshot::channel();
+        let stopped = || Response::error(format!("{verb}: the virtual servers have stopped"));
+        if lvs
+            .commands
+            .send(LvsCommand::DrainDirector { drain, reply: tx })
+            .await
+            .is_err()
+        {
+            return stopped();
+        }
+        match rx.await {
+            Ok(Ok(addresses)) => {
+                let list = addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let message = match (drain, addresses.is_empty()) {
+                    (true, true) => "director drained: nothing was announced".to_owned(),
+                    (true, false) => format!("director drained: withdrawn {list}"),
+                    (false, true) => {
+                        "director undrained: nothing to announce yet (no service in quorum)"
+                            .to_owned()
+                    }
+                    (false, false) => format!("director undrained: announcing {list}"),
+                };
+                Response {
+                    addresses,
+                    ..Response::message(message)
+                }
+            }
+            Ok(Err(e)) => Response::error(format!("{verb}: {e}")),
+            Err(_) => stopped(),
         }
     }
 
@@ -1325,6 +1413,135 @@ pub fn request(path: &Path, request: &Request, timeout: Duration) -> Result<Resp
     })
 }
 
+/// Active connections and packets received so far of the virtual servers of `addresses`
+/// in a status document.
+fn director_traffic(status: &StatusReport, addresses: &[IpAddr]) -> (u64, u64) {
+    let services = status.virtual_servers.iter().filter(|vs| {
+        vs.service
+            .split_whitespace()
+            .nth(1)
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .is_some_and(|a| addresses.contains(&a.ip()))
+    });
+    let mut active = 0;
+    let mut inpkts = 0;
+    for vs in services {
+        active += vs
+            .real_servers
+            .iter()
+            .map(|rs| u64::from(rs.active_conns))
+            .sum::<u64>();
+        inpkts += vs.stats.map_or(0, |s| s.inpkts);
+    }
+    (active, inpkts)
+}
+
+/// How long `keepalive-d drain-director` waits, and when it calls the director drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectorDrain {
+    /// At most this long (then exit 1, saying what is left).
+    pub timeout: Duration,
+    /// Drained when no packet arrived for the withdrawn addresses for this long: the
+    /// routers send nothing more (behind ECMP the established connections move to the
+    /// other directors, and their entries here stay until the kernel expires them).
+    pub quiet: Duration,
+    /// Time between two looks at the daemon's status.
+    pub poll: Duration,
+}
+
+/// `keepalive-d drain-director`: withdraws the director's announcements, then waits until
+/// the virtual servers of the withdrawn addresses have no active connection left, or got
+/// no packet for `quiet` (asking every `poll`), at most `timeout`. Succeeds when drained;
+/// fails on a timeout (saying how many connections are left) or when the daemon refuses.
+pub fn drain_director(path: &Path, drain: DirectorDrain) -> ClientOutcome {
+    let DirectorDrain {
+        timeout,
+        quiet,
+        poll,
+    } = drain;
+    let failed = |lines: Vec<String>| ClientOutcome {
+        stderr: lines,
+        ..ClientOutcome::default()
+    };
+    let started = std::time::Instant::now();
+    let response = match request(path, &Request::DrainDirector, CLIENT_TIMEOUT) {
+        Ok(r) if r.ok => r,
+        Ok(r) => {
+            let mut lines = vec![format!(
+                "keepalive-d: {}",
+                r.error
+                    .as_deref()
+                    .unwrap_or("the daemon refused the request")
+            )];
+            lines.extend(r.errors);
+            return failed(lines);
+        }
+        Err(e) => return failed(vec![format!("keepalive-d: {e}")]),
+    };
+    let mut stdout = response.message.map(|m| m + "\n").unwrap_or_default();
+    let addresses = response.addresses;
+    // The packet count, and since when it has not moved.
+    let mut last: Option<(u64, std::time::Instant)> = None;
+    loop {
+        let status = match request(path, &Request::Status, CLIENT_TIMEOUT) {
+            Ok(Response {
+                ok: true,
+                status: Some(v),
+                ..
+            }) => serde_json::from_value::<StatusReport>(v).ok(),
+            _ => None,
+        };
+        let Some(status) = status else {
+            return ClientOutcome {
+                stdout,
+                stderr: vec!["keepalive-d: drain-director: no status from the daemon".to_owned()],
+                success: false,
+            };
+        };
+        let (active, inpkts) = director_traffic(&status, &addresses);
+        let now = std::time::Instant::now();
+        let since = match last {
+            Some((n, t)) if n == inpkts => t,
+            _ => now,
+        };
+        last = Some((inpkts, since));
+        let waited = started.elapsed();
+        let why = if active == 0 {
+            Some("no active connection left".to_owned())
+        } else if now.duration_since(since) >= quiet {
+            Some(format!(
+                "no packet for {:.1}s ({active} connections idle or gone elsewhere)",
+                now.duration_since(since).as_secs_f64()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let _ = writeln!(
+                stdout,
+                "{why} after {:.1}s: the director can be stopped",
+                waited.as_secs_f64()
+            );
+            return ClientOutcome {
+                stdout,
+                stderr: Vec::new(),
+                success: true,
+            };
+        }
+        if waited >= timeout {
+            return ClientOutcome {
+                stdout,
+                stderr: vec![format!(
+                    "keepalive-d: drain-director: {active} active connections left after {}s",
+                    timeout.as_secs()
+                )],
+                success: false,
+            };
+        }
+        std::thread::sleep(poll.min(timeout.saturating_sub(waited)));
+    }
+}
+
 /// What a client command (`status`, `reload`, `drain`, `undrain`) prints, and whether it
 /// succeeded (exit status 0) or not (1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -1435,6 +1652,33 @@ mod tests {
             let line = serde_json::to_vec(&r).unwrap_or_default();
             assert_eq!(parse_request(&line), Ok(r));
         }
+    }
+
+    #[test]
+    fn director_drain_requests() {
+        assert_eq!(
+            parse_request(br#"{"command":"drain_director"}"#),
+            Ok(Request::DrainDirector)
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"undrain_director"}"#),
+            Ok(Request::UndrainDirector)
+        );
+        assert!(matches!(
+            parse_request(br#"{"command":"drain_director","service":"web"}"#),
+            Err(RequestError::Fields { command, .. }) if command == "drain_director"
+        ));
+        let wire = serde_json::to_string(&Request::DrainDirector).unwrap();
+        assert_eq!(wire, r#"{"command":"drain_director"}"#);
+        // The answer carries the addresses; older answers without them still parse.
+        let r = Response {
+            addresses: vec![IpAddr::from([10, 0, 0, 100])],
+            ..Response::message("director drained: withdrawn 10.0.0.100")
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""addresses":["10.0.0.100"]"#), "{text}");
+        let old: Response = serde_json::from_str(r#"{"ok":true,"message":"x"}"#).unwrap();
+        assert!(old.addresses.is_empty());
     }
 
     #[test]
@@ -1659,6 +1903,8 @@ mod tests {
                 drift_repairs: 1,
             },
             draining: Vec::new(),
+            announced: Vec::new(),
+            director_drained: false,
         };
         let snap = Snapshot {
             has_lvs: true,

@@ -154,22 +154,29 @@ pub async fn run(
     };
     let servers = cfg.virtual_servers.clone();
     let settings = cfg.ipvs;
+    let bgp = crate::announce::any_announced(&servers).then_some(cfg.bgp);
     let lvs = async {
         if !has_lvs {
             return Ok(());
         }
-        let r = crate::lvs::run_with(servers, settings, lvs_commands, stop_mode(stop_rx.clone()))
-            .await
-            .map(|c| {
-                tracing::info!(
-                    reconciles = c.reconciles,
-                    writes = c.writes,
-                    failed_writes = c.failed_writes,
-                    drift_repairs = c.drift_repairs,
-                    "virtual servers stopped"
-                );
-            })
-            .map_err(|e| e.to_string());
+        let r = crate::lvs::run_announcing(
+            servers,
+            settings,
+            bgp,
+            lvs_commands,
+            stop_mode(stop_rx.clone()),
+        )
+        .await
+        .map(|c| {
+            tracing::info!(
+                reconciles = c.reconciles,
+                writes = c.writes,
+                failed_writes = c.failed_writes,
+                drift_repairs = c.drift_repairs,
+                "virtual servers stopped"
+            );
+        })
+        .map_err(|e| e.to_string());
         end(&stop_tx);
         r
     };

@@ -4,6 +4,7 @@
 //! The library holds what the binary is made of, so that it can be tested and reused:
 //! for now, the [`config`] module (parsing and validation of the configuration file).
 
+pub mod announce;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -152,6 +152,28 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
         control_socket: PathBuf,
     },
+    /// Drain this director (`announce: bgp`): withdraw every announced address, then wait
+    /// until their established connections have finished, or no packet came for
+    /// `--quiet` (exit 0), at most `--timeout` (exit 1). It stays drained until
+    /// `undrain-director` or a restart.
+    DrainDirector {
+        /// How long to wait for the established connections (e.g. 30s, 5m).
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_interval_any)]
+        timeout: std::time::Duration,
+        /// Drained once no packet arrived for the withdrawn addresses for this long (at
+        /// least 3s: the kernel brings its packet counters up to date every 2 s).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_quiet)]
+        quiet: std::time::Duration,
+        /// The running daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+    },
+    /// Announce again after `drain-director`.
+    UndrainDirector {
+        /// The running daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+    },
 }
 
 /// `keepalive-d ipvs ...`: ipvsadm's everyday commands.
@@ -249,6 +271,21 @@ fn main() -> ExitCode {
             &Request::Undrain { service, address },
             false,
         ),
+        Command::DrainDirector {
+            timeout,
+            quiet,
+            control_socket,
+        } => finish(keepalive_d::control::drain_director(
+            &control_socket,
+            keepalive_d::control::DirectorDrain {
+                timeout,
+                quiet,
+                poll: std::time::Duration::from_millis(500),
+            },
+        )),
+        Command::UndrainDirector { control_socket } => {
+            client(&control_socket, &Request::UndrainDirector, false)
+        }
         Command::Ipvs(cmd) => match ipvs_cli::run(&cmd) {
             Ok(code) => code,
             Err(e) => {
@@ -264,9 +301,31 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
     keepalive_d::watch::parse_interval(s).map_err(|e| e.to_string())
 }
 
+/// A duration in the configuration's syntax (`30s`, `5m`), at least 1s.
+fn parse_interval_any(s: &str) -> Result<std::time::Duration, String> {
+    let d = keepalive_d::config::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(d)
+}
+
+/// `drain-director --quiet`: a duration of at least 3s.
+fn parse_quiet(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_interval_any(s)?;
+    if d < std::time::Duration::from_secs(3) {
+        return Err("must be at least 3s (the kernel updates its counters every 2 s)".to_owned());
+    }
+    Ok(d)
+}
+
 /// Sends `request` to the daemon on `socket`, prints the outcome; exit 0 or 1.
 fn client(socket: &std::path::Path, request: &Request, json: bool) -> ExitCode {
-    let outcome = keepalive_d::control::run_client(socket, request, json);
+    finish(keepalive_d::control::run_client(socket, request, json))
+}
+
+/// Prints a client command's outcome; exit 0 or 1.
+fn finish(outcome: keepalive_d::control::ClientOutcome) -> ExitCode {
     print!("{}", outcome.stdout);
     for line in &outcome.stderr {
         print_error(line);

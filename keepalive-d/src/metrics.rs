@@ -928,6 +928,8 @@ mod tests {
                     drift_repairs: 2,
                 },
                 draining: Vec::new(),
+                announced: Vec::new(),
+                director_drained: false,
             }),
             kernel: Some(Err("no IPVS here".into())),
             taken: None,

@@ -2,7 +2,9 @@
 //! configuration, keepalived's `lvs_sync_daemon`): while the instance is Master the
 //! kernel's master sync daemon runs (it multicasts the connection table), otherwise the
 //! backup one (it receives it), so that a Backup that takes over already knows the
-//! connections and keeps them flowing.
+//! connections and keeps them flowing. Without an instance (active-active directors
+//! behind ECMP), both run all the time: each director sends its connections and learns
+//! the others'.
 
 use ipvs::{AsyncIpvs, SyncDaemon, SyncState};
 use tokio::sync::watch;
@@ -38,6 +40,11 @@ async fn switch(ipvs: &mut AsyncIpvs, settings: &SyncDaemonSettings, state: Sync
         SyncState::Backup => SyncState::Master,
     };
     stop(ipvs, other).await;
+    start(ipvs, settings, state).await;
+}
+
+/// Starts the daemon in `state` unless it runs.
+async fn start(ipvs: &mut AsyncIpvs, settings: &SyncDaemonSettings, state: SyncState) {
     let running = ipvs.daemons().await.unwrap_or_default();
     if running.iter().any(|d| d.state() == state) {
         return;
@@ -51,7 +58,7 @@ async fn switch(ipvs: &mut AsyncIpvs, settings: &SyncDaemonSettings, state: Sync
     };
     match ipvs.start_daemon(&daemon).await {
         Ok(()) => tracing::info!(
-            instance = %settings.instance,
+            instance = settings.instance.as_deref().unwrap_or("(none: active-active)"),
             interface = %settings.interface,
             sync_id = settings.sync_id,
             "IPVS {} sync daemon started",
@@ -78,9 +85,21 @@ pub async fn follow(
         }
     };
     tokio::pin!(stop);
+    let Some(instance) = settings.instance.clone() else {
+        for state in [SyncState::Master, SyncState::Backup] {
+            start(&mut ipvs, &settings, state).await;
+        }
+        match (&mut stop).await.into() {
+            StopMode::Resign => stop_all(&mut ipvs).await,
+            StopMode::Handover => {
+                tracing::info!("handing over: the IPVS sync daemons keep running")
+            }
+        }
+        return;
+    };
     let mut current: Option<SyncState> = None;
     let mode: StopMode = loop {
-        let vrrp_state = vrrp.borrow().get(&settings.instance).map(|s| s.state);
+        let vrrp_state = vrrp.borrow().get(&instance).map(|s| s.state);
         if let Some(s) = vrrp_state {
             let state = sync_state_for(Some(s));
             if current != Some(state) {

@@ -39,6 +39,7 @@ const PROBES: &[(&str, &str)] = &[
         "exec",
         "virtual_servers:\n  - check:\n      exec:\n        zzz: 1\n",
     ),
+    ("bgp", "bgp:\n  zzz: 1\n"),
 ];
 
 fn accepted_keys(yaml: &str) -> Vec<String> {

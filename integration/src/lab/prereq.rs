@@ -54,6 +54,12 @@ pub const TOOLS: &[Package] = &[
         name: "nftables",
         probe: "/usr/sbin/nft",
     },
+    // The BGP speaker of the ECMP example (examples/ecmp-bgp/): BIRD 2 in the router and
+    // director namespaces. Its system service is not used (each test starts its own).
+    Package {
+        name: "bird2",
+        probe: "/usr/sbin/bird",
+    },
 ];
 
 /// Everything the VM lab needs: [`VM_PACKAGES`] and [`TOOLS`].

@@ -14,6 +14,7 @@ mod daemon_status;
 mod daemon_sync;
 mod example_db_replicas;
 mod example_dns;
+mod example_ecmp_bgp;
 mod example_monitoring;
 mod example_storage_failover;
 mod example_web_farm_dr;

@@ -27,6 +27,17 @@ pub(crate) struct RawConfig {
     pub metrics: Option<S<RawMetrics>>,
     #[serde(default)]
     pub sync_daemon: Option<S<RawSyncDaemon>>,
+    #[serde(default)]
+    pub bgp: Option<S<RawBgp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBgp {
+    #[serde(default)]
+    pub table: Option<S<String>>,
+    #[serde(default)]
+    pub protocol: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +190,8 @@ pub(crate) struct RawVirtualServer {
     pub sorry_server: Option<S<String>>,
     #[serde(default)]
     pub inhibit_on_failure: Option<S<bool>>,
+    #[serde(default)]
+    pub announce: Option<S<String>>,
     #[serde(default)]
     pub real_servers: Option<List<RawRealServer>>,
 }

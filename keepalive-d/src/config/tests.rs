@@ -731,7 +731,7 @@ sync_daemon: { interface: eth1, instance: web, sync_id: 7 }
         config.sync_daemon,
         Some(SyncDaemonSettings {
             interface: "eth1".into(),
-            instance: "web".into(),
+            instance: Some("web".into()),
             sync_id: 7,
         })
     );
@@ -743,6 +743,22 @@ sync_daemon: { interface: eth1, instance: web }
 ",
     );
     assert_eq!(config.sync_daemon.map(|s| s.sync_id), Some(0));
+    // Active-active: no instance, both daemons.
+    let config = parse(
+        "
+virtual_servers:
+  - { name: web, vip: 10.0.0.100:80, announce: bgp, scheduler: mh, real_servers: [{ address: 10.0.0.11:80 }] }
+sync_daemon: { interface: eth0, sync_id: 3 }
+",
+    );
+    assert_eq!(
+        config.sync_daemon,
+        Some(SyncDaemonSettings {
+            interface: "eth0".into(),
+            instance: None,
+            sync_id: 3,
+        })
+    );
 }
 
 #[test]
@@ -858,4 +874,35 @@ vrrp_instances:
         "{}",
         e[0]
     );
+}
+
+#[test]
+fn announce_and_bgp_section() {
+    let config = parse(
+        "
+virtual_servers:
+  - { name: http, vip: 10.0.0.100:80, announce: bgp, scheduler: mh, real_servers: [{ address: 10.0.0.11:80 }] }
+  - { name: https, vip: 10.0.0.100:443, announce: bgp, scheduler: mh, real_servers: [{ address: 10.0.0.11:443 }] }
+  - { name: plain, vip: 10.0.0.101:80, real_servers: [{ address: 10.0.0.11:80 }] }
+bgp: { table: 1000, protocol: 200 }
+",
+    );
+    let announce: Vec<_> = config.virtual_servers.iter().map(|v| v.announce).collect();
+    assert_eq!(announce, [Some(Announce::Bgp), Some(Announce::Bgp), None]);
+    assert_eq!(
+        config.bgp,
+        BgpSettings {
+            table: 1000,
+            protocol: 200
+        }
+    );
+    // Without the section: table 100, protocol 77.
+    let config = parse(
+        "
+virtual_servers:
+  - { name: http, vip: 10.0.0.100:80, announce: bgp, real_servers: [{ address: 10.0.0.11:80 }] }
+",
+    );
+    assert_eq!(config.bgp, BgpSettings::default());
+    assert_eq!((config.bgp.table, config.bgp.protocol), (100, 77));
 }

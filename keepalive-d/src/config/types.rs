@@ -23,17 +23,59 @@ pub struct Config {
     pub metrics: Option<MetricsSettings>,
     /// The IPVS connection-sync daemon following a VRRP instance (`sync_daemon`).
     pub sync_daemon: Option<SyncDaemonSettings>,
+    /// Where the routes of announced virtual IPs go (`bgp`); the defaults when the
+    /// section is absent.
+    pub bgp: BgpSettings,
+}
+
+/// The `bgp` section: the kernel routing table (and route protocol tag) into which the
+/// daemon installs a host route for each virtual IP it announces (`announce: bgp`), for a
+/// BGP speaker (BIRD) to export to its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BgpSettings {
+    /// Routing table id (not 0, 253 `default`, 254 `main` or 255 `local`).
+    pub table: u32,
+    /// The routes' protocol number (`proto` in `ip route`): marks them as the daemon's;
+    /// not 0..=4 (the kernel's own) or 12 (BIRD's).
+    pub protocol: u8,
+}
+
+impl BgpSettings {
+    /// The default table, 100.
+    pub const DEFAULT_TABLE: u32 = 100;
+    /// The default route protocol, 77 (unassigned in `/etc/iproute2/rt_protos`).
+    pub const DEFAULT_PROTOCOL: u8 = 77;
+}
+
+impl Default for BgpSettings {
+    fn default() -> Self {
+        Self {
+            table: Self::DEFAULT_TABLE,
+            protocol: Self::DEFAULT_PROTOCOL,
+        }
+    }
+}
+
+/// How a virtual server's address is announced to the network (`announce`), besides or
+/// instead of VRRP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Announce {
+    /// `bgp`: a host route for the VIP in the [`BgpSettings::table`] while the service is in
+    /// quorum, exported by the local BGP speaker.
+    Bgp,
 }
 
 /// The `sync_daemon` section: the kernel's IPVS connection synchronisation follows a VRRP
 /// instance: the master sync daemon runs while the instance is Master, the backup one
-/// otherwise (keepalived's `lvs_sync_daemon`).
+/// otherwise (keepalived's `lvs_sync_daemon`). Without an instance both run all the time
+/// (active-active directors behind ECMP: each sends its connections and learns the
+/// others').
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncDaemonSettings {
     /// Interface the sync messages are sent and received on.
     pub interface: String,
-    /// The VRRP instance followed (one of `vrrp_instances`).
-    pub instance: String,
+    /// The VRRP instance followed (one of `vrrp_instances`); `None`: both daemons run.
+    pub instance: Option<String>,
     /// Sync id (0..=255; both directors use the same).
     pub sync_id: u8,
 }
@@ -716,4 +758,6 @@ pub struct VirtualServer {
     pub sorry_server: Option<SocketAddr>,
     /// Keep failed servers with weight 0 instead of removing them.
     pub inhibit_on_failure: bool,
+    /// How the VIP is announced (`announce`); `None`: not by this daemon's routes.
+    pub announce: Option<Announce>,
 }

@@ -12,14 +12,14 @@ use serde_saphyr::Location;
 
 use super::error::{ConfigError, ConfigErrors, Position};
 use super::raw::{
-    List, RawCheck, RawConfig, RawGarp, RawIpvs, RawMetrics, RawNotify, RawPersistence, RawQuorum,
-    RawRealServer, RawSyncDaemon, RawSyncGroup, RawTrackScript, RawTunnel, RawVirtualServer,
-    RawVmac, RawVrrpInstance, S,
+    List, RawBgp, RawCheck, RawConfig, RawGarp, RawIpvs, RawMetrics, RawNotify, RawPersistence,
+    RawQuorum, RawRealServer, RawSyncDaemon, RawSyncGroup, RawTrackScript, RawTunnel,
+    RawVirtualServer, RawVmac, RawVrrpInstance, S,
 };
 use super::types::{
-    AddressFamily, BodyPattern, Check, CheckKind, Command, Config, DnsCheck, DnsRecordType,
-    DnsTransport, Forward, Garp, HttpCheck, IpvsSettings, MetricsSettings, Notify, OnStop,
-    Persistence, Protocol, Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey,
+    AddressFamily, Announce, BgpSettings, BodyPattern, Check, CheckKind, Command, Config, DnsCheck,
+    DnsRecordType, DnsTransport, Forward, Garp, HttpCheck, IpvsSettings, MetricsSettings, Notify,
+    OnStop, Persistence, Protocol, Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey,
     SyncDaemonSettings, SyncGroup, TrackScript, Tunnel, TunnelChecksum, TunnelEncap, VirtualIp,
     VirtualServer, Vmac, VrrpInstance, VrrpVersion,
 };
@@ -407,6 +407,10 @@ impl Validator<'_> {
                 .map_or_else(IpvsSettings::default, |r| self.ipvs_settings(&r.value)),
             metrics: raw.metrics.as_ref().and_then(|r| self.metrics_settings(r)),
             sync_daemon: None,
+            bgp: raw
+                .bgp
+                .as_ref()
+                .map_or_else(BgpSettings::default, |r| self.bgp_settings(&r.value)),
         };
         if instances_raw.is_empty() && servers_raw.is_empty() {
             // About the file as a whole: reported at its start.
@@ -451,7 +455,130 @@ impl Validator<'_> {
                 config.virtual_servers.push(server);
             }
         }
+        self.announce_cross_checks(servers_raw, raw.bgp.as_ref());
         config
+    }
+
+    // ---- bgp / announce ------------------------------------------------------------------
+
+    fn bgp_settings(&mut self, r: &RawBgp) -> BgpSettings {
+        let defaults = BgpSettings::default();
+        let table = r.table.as_ref().map_or(defaults.table, |s| {
+            match self.int(s, "table", 1, i64::from(u32::MAX)) {
+                Some(n @ 253..=255) => {
+                    self.err(
+                        &s.referenced,
+                        format!(
+                            "`table`: {n} is the kernel's {} table; use a table of its own, e.g. 100",
+                            match n {
+                                253 => "default",
+                                254 => "main",
+                                _ => "local",
+                            }
+                        ),
+                    );
+                    defaults.table
+                }
+                Some(n) => u32::try_from(n).unwrap_or(defaults.table),
+                None => defaults.table,
+            }
+        });
+        let protocol = r.protocol.as_ref().map_or(defaults.protocol, |s| {
+            match self.int(s, "protocol", 0, 255) {
+                Some(n @ (0..=4 | 12)) => {
+                    self.err(
+                        &s.referenced,
+                        format!(
+                            "`protocol`: {n} is {}; use a number of its own, e.g. {}",
+                            if n == 12 {
+                                "BIRD's (it would take the routes for its own and remove them)"
+                            } else {
+                                "reserved for the kernel's own routes"
+                            },
+                            BgpSettings::DEFAULT_PROTOCOL
+                        ),
+                    );
+                    defaults.protocol
+                }
+                Some(n) => u8::try_from(n).unwrap_or(defaults.protocol),
+                None => defaults.protocol,
+            }
+        });
+        BgpSettings { table, protocol }
+    }
+
+    /// `announce` across virtual servers: the virtual servers of one address announce it
+    /// all or none (a route is per address, not per port), and a `bgp` section needs a
+    /// virtual server that announces.
+    fn announce_cross_checks(&mut self, servers: &[S<RawVirtualServer>], bgp: Option<&S<RawBgp>>) {
+        let mut first: HashMap<IpAddr, (bool, Location)> = HashMap::new();
+        let mut any = false;
+        for raw in servers {
+            let r = &raw.value;
+            let announces = r.announce.as_ref().is_some_and(|a| a.value == "bgp");
+            any |= announces;
+            let Some(vip) = r.vip.as_ref() else { continue };
+            let Ok(addr) = vip.value.parse::<SocketAddr>() else {
+                continue;
+            };
+            let at = r.announce.as_ref().map_or(vip.referenced, |a| a.referenced);
+            match first.get(&addr.ip()) {
+                None => {
+                    first.insert(addr.ip(), (announces, at));
+                }
+                Some((other, other_at)) if *other != announces => {
+                    let other_at = *other_at;
+                    self.err(
+                        &at,
+                        format!(
+                            "`announce`: the virtual server at {} {} {}, this one {}: the \
+                             virtual servers of one address must all announce it or none \
+                             (the route is for the address, whatever the port)",
+                            position_text(&other_at),
+                            if *other {
+                                "announces"
+                            } else {
+                                "does not announce"
+                            },
+                            addr.ip(),
+                            if announces { "does" } else { "does not" }
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(b), false) = (bgp, any) {
+            self.err(
+                &b.referenced,
+                "`bgp` is set but no virtual server has `announce: bgp`",
+            );
+        }
+    }
+
+    /// A virtual server's `announce`.
+    fn announce(
+        &mut self,
+        r: &RawVirtualServer,
+        key: Option<ServiceKey>,
+        quorum: Quorum,
+    ) -> Option<Announce> {
+        let s = r.announce.as_ref()?;
+        let announce = self.one_of(s, "announce method", &[("bgp", Announce::Bgp)])?;
+        if matches!(key, Some(ServiceKey::Fwmark { .. })) {
+            self.err(
+                &s.referenced,
+                "`announce` needs a `vip`: a fwmark service has no address to announce",
+            );
+        }
+        if quorum.min_up == 0 {
+            self.err(
+                &s.referenced,
+                "`announce: bgp` with `quorum.min_up: 0` would announce the address with no \
+                 real server up; set `min_up` to 1 or more",
+            );
+        }
+        Some(announce)
     }
 
     // ---- ipvs ----------------------------------------------------------------------------
@@ -506,14 +633,15 @@ impl Validator<'_> {
                 .sync_id
                 .as_ref()
                 .map_or(Some(0), |s| this.int(s, "sync_id", 0, 255));
-            let instance = this
-                .required(&v.instance, "instance", at, "sync_daemon")
-                .and_then(|s| {
+            // Without `instance`: both daemons all the time (active-active directors).
+            let instance = match &v.instance {
+                None => Some(None),
+                Some(s) => {
                     let known = instances
                         .iter()
                         .any(|i| i.value.name.as_ref().is_some_and(|n| n.value == s.value));
                     if known {
-                        Some(s.value.clone())
+                        Some(Some(s.value.clone()))
                     } else {
                         this.err(
                             &s.referenced,
@@ -524,7 +652,8 @@ impl Validator<'_> {
                         );
                         None
                     }
-                });
+                }
+            };
             Some(SyncDaemonSettings {
                 interface: interface?,
                 instance: instance?,
@@ -1479,6 +1608,7 @@ impl Validator<'_> {
             Some(addr)
         });
         let inhibit_on_failure = r.inhibit_on_failure.as_ref().is_some_and(|b| b.value);
+        let announce = self.announce(r, key, quorum);
 
         Some(VirtualServer {
             name,
@@ -1492,6 +1622,7 @@ impl Validator<'_> {
             quorum,
             sorry_server,
             inhibit_on_failure,
+            announce,
         })
     }
 

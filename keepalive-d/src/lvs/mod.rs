@@ -24,7 +24,7 @@
 pub mod desired;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use ipvs::reconcile::{ApplyOptions, ApplyReport, Op, Scope, normalize_dest_ports};
@@ -33,7 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::StopMode;
-use crate::config::{IpvsSettings, OnStop, VirtualServer};
+use crate::announce::route::RouteTable;
+use crate::config::{BgpSettings, IpvsSettings, OnStop, VirtualServer};
 use crate::health::{Checkers, Health, ProbeOutcome, ProbeStats, ServerId, Target, Transition};
 use desired::{DesiredError, DesiredTable, QuorumState, ServerState};
 
@@ -56,6 +57,9 @@ pub enum LvsError {
     /// Removing the daemon's services on stop failed.
     #[error("cannot remove the virtual servers on stop: {0}")]
     Remove(#[source] ipvs::ApiError),
+    /// The routing table of announced addresses could not be opened.
+    #[error("cannot announce virtual IPs: {0}")]
+    Routes(#[source] crate::announce::route::RouteError),
 }
 
 /// Counters of what the program did (for logs, status and tests).
@@ -198,6 +202,10 @@ pub struct LvsStatus {
     pub counters: Counters,
     /// Destinations left by a reload, at weight 0 until their connections finish.
     pub draining: Vec<(ipvs::ServiceKey, SocketAddr)>,
+    /// Addresses announced now (their routes are in the `bgp` table).
+    pub announced: Vec<IpAddr>,
+    /// The director is drained (`keepalive-d drain-director`): it announces nothing.
+    pub director_drained: bool,
 }
 
 /// What a reload changed.
@@ -227,6 +235,15 @@ pub enum LvsCommand {
         drain: bool,
         /// `Err` names what was not found.
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Drain (`true`) or undrain (`false`) the whole director: withdraw every announced
+    /// address (established connections go on being served), or announce again. The reply
+    /// lists the addresses withdrawn (drain) or announced (undrain).
+    DrainDirector {
+        /// Drain or undrain.
+        drain: bool,
+        /// The addresses concerned, or why it failed.
+        reply: oneshot::Sender<Result<Vec<IpAddr>, String>>,
     },
     /// Apply a new, already validated configuration.
     Reload {
@@ -379,6 +396,12 @@ struct Program {
     counters: Counters,
     checkers: Option<Checkers>,
     events: mpsc::UnboundedSender<Transition>,
+    /// The routes of announced addresses (`None`: the program announces nothing).
+    routes: Option<RouteTable>,
+    /// Addresses whose routes are installed, as of the last sync.
+    announced: BTreeSet<IpAddr>,
+    /// `keepalive-d drain-director`: announce nothing.
+    director_drained: bool,
 }
 
 impl Program {
@@ -446,13 +469,15 @@ impl Program {
         };
         let opts = self.options();
         self.counters.reconciles += 1;
-        match self.ipvs.apply(&table, &opts).await {
+        let sent = match self.ipvs.apply(&table, &opts).await {
             Ok(report) => self.account(&report, why),
             Err(e) => {
                 tracing::error!(trigger = why, "IPVS reconcile failed: {e}");
                 0
             }
-        }
+        };
+        self.announce();
+        sent
     }
 
     /// Reconciles the services marked dirty only (read, plan, write): what a health
@@ -525,7 +550,7 @@ impl Program {
             self.draining.entry(*d).or_insert(now);
         }
         self.counters.reconciles += 1;
-        match self.ipvs.execute(plan, &opts).await {
+        let result = match self.ipvs.execute(plan, &opts).await {
             Ok(report) => {
                 let refused = report
                     .failures()
@@ -541,7 +566,11 @@ impl Program {
                 tracing::error!(trigger = why, "IPVS reconcile failed: {e}");
                 (0, None)
             }
-        }
+        };
+        // Announce after the table is written: a route never points at a service that is
+        // not programmed yet.
+        self.announce();
+        result
     }
 
     /// The desired table of every configured service (quorum changes logged); `None`
@@ -620,6 +649,40 @@ impl Program {
             }
         }
         Ok(view)
+    }
+
+    /// Makes the announced routes follow the quorum states (and the director drain).
+    /// Called after every write of the table: a route never points at a service that is
+    /// not programmed yet.
+    fn announce(&mut self) {
+        let want = crate::announce::announced(
+            &self.servers,
+            |i| self.desired.quorum(i),
+            self.director_drained,
+        );
+        self.sync_routes(&want);
+    }
+
+    /// Installs exactly the routes of `want`; logs what changed.
+    fn sync_routes(&mut self, want: &BTreeSet<IpAddr>) {
+        let Some(routes) = self.routes.as_mut() else {
+            return;
+        };
+        let (report, result) = routes.sync(want);
+        for addr in &report.added {
+            tracing::info!(address = %addr, "announcing: route added");
+            self.announced.insert(*addr);
+        }
+        for addr in &report.removed {
+            tracing::warn!(address = %addr, "withdrawn: route removed");
+            self.announced.remove(addr);
+        }
+        match result {
+            Ok(()) => self.announced = want.clone(),
+            Err(e) => {
+                tracing::error!("announcing virtual IPs: {e} (retried at the next reconcile)")
+            }
+        }
     }
 
     fn account(&mut self, report: &ApplyReport, why: &'static str) -> usize {
@@ -761,7 +824,34 @@ impl Program {
             services,
             counters: self.counters,
             draining: self.draining.keys().copied().collect(),
+            announced: self.announced.iter().copied().collect(),
+            director_drained: self.director_drained,
         }
+    }
+
+    /// `keepalive-d drain-director` / `undrain-director`.
+    fn drain_director(&mut self, drain: bool) -> Result<Vec<IpAddr>, String> {
+        if self.routes.is_none() {
+            return Err("this daemon announces no virtual IP (no `announce: bgp`)".to_owned());
+        }
+        let before = self.announced.clone();
+        self.director_drained = drain;
+        self.announce();
+        let changed: Vec<IpAddr> = if drain {
+            before.difference(&self.announced).copied().collect()
+        } else {
+            self.announced.difference(&before).copied().collect()
+        };
+        tracing::warn!(
+            addresses = changed.len(),
+            "{}",
+            if drain {
+                "director drained: every announcement withdrawn, established connections are still served"
+            } else {
+                "director undrained: announcing again"
+            }
+        );
+        Ok(changed)
     }
 
     fn drain(&mut self, service: &str, addr: SocketAddr, drain: bool) -> Result<(), String> {
@@ -1009,9 +1099,28 @@ pub async fn run(
 pub async fn run_with(
     servers: Vec<VirtualServer>,
     settings: IpvsSettings,
+    commands: mpsc::Receiver<LvsCommand>,
+    stop: impl Future<Output = impl Into<StopMode>>,
+) -> Result<Counters, LvsError> {
+    run_announcing(servers, settings, None, commands, stop).await
+}
+
+/// [`run_with`], also announcing the virtual IPs of `announce: bgp` virtual servers in
+/// `bgp`'s routing table while they are in quorum ([`crate::announce`]). With `Some`,
+/// routes of the table's protocol that no virtual server wants (left by an earlier run)
+/// are removed; every route is withdrawn on stop, before the services are removed (not
+/// on a hand-over, [`StopMode::Handover`]).
+pub async fn run_announcing(
+    servers: Vec<VirtualServer>,
+    settings: IpvsSettings,
+    bgp: Option<BgpSettings>,
     mut commands: mpsc::Receiver<LvsCommand>,
     stop: impl Future<Output = impl Into<StopMode>>,
 ) -> Result<Counters, LvsError> {
+    let routes = bgp
+        .map(RouteTable::open)
+        .transpose()
+        .map_err(LvsError::Routes)?;
     let mut ipvs = AsyncIpvs::open().map_err(LvsError::Open)?;
     let owned = desired::owned_keys(&servers)?;
     let kernel = KernelView::from_observed(ipvs.table().await.map_err(LvsError::Read)?);
@@ -1050,6 +1159,9 @@ pub async fn run_with(
         counters: Counters::default(),
         checkers: Some(checkers),
         events: tx,
+        routes,
+        announced: BTreeSet::new(),
+        director_drained: false,
     };
     // Planned from the reading adoption used: the table is read once.
     let owned = program.owned.clone();
@@ -1111,6 +1223,10 @@ pub async fn run_with(
                     }
                     let _ = reply.send(r);
                 }
+                Some(LvsCommand::DrainDirector { drain, reply }) => {
+                    let r = program.drain_director(drain);
+                    let _ = reply.send(r);
+                }
                 Some(LvsCommand::Reload { servers, settings, reply }) => {
                     let interval = program.settings.reconcile_interval;
                     let r = program.reload(servers, settings).await.map_err(|e| e.to_string());
@@ -1122,6 +1238,15 @@ pub async fn run_with(
                             "virtual servers reloaded"
                         ),
                         Err(e) => tracing::error!("virtual servers reload failed: {e}"),
+                    }
+                    if r.is_ok()
+                        && program.routes.is_none()
+                        && crate::announce::any_announced(&program.servers)
+                    {
+                        tracing::warn!(
+                            "`announce` added by a reload to a daemon started without it: \
+                             restart to announce"
+                        );
                     }
                     if program.settings.reconcile_interval != interval {
                         tick = new_tick(program.settings.reconcile_interval);
@@ -1139,6 +1264,10 @@ pub async fn run_with(
         StopMode::Handover => OnStop::Keep,
         StopMode::Resign => program.settings.on_stop,
     };
+    if mode == StopMode::Resign {
+        // Withdraw first: the peers stop sending before the services go.
+        program.sync_routes(&BTreeSet::new());
+    }
     match on_stop {
         OnStop::Keep => tracing::info!("leaving the IPVS table as it is (on_stop: keep)"),
         OnStop::Remove => {

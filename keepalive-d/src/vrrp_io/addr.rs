@@ -95,7 +95,7 @@ impl Rtnl {
 
     /// Sends `msg` and collects the replies until the ACK (or `NLMSG_DONE`
     /// for a dump). A netlink error becomes an `io::Error` with its errno.
-    fn request(
+    pub(crate) fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,

@@ -1,0 +1,221 @@
+//! `announce: bgp` on the host, in network namespaces (no IPVS needed): the routes of
+//! announced addresses in their table ([`RouteTable`]), and the example BIRD
+//! configurations of `examples/ecmp-bgp/`: a router namespace running BIRD with ECMP and
+//! three director namespaces running BIRD that export those routes. The whole design with
+//! IPVS, keepalive-d and traffic runs in the lab (`integration/tests/kernel/ecmp_bgp.rs`).
+//!
+//! Needs root and BIRD 2 (`/usr/sbin/bird`, Debian's `bird2`; `cargo lab setup` installs it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipvs_integration::bird::{Bird, wait_next_hops};
+use ipvs_integration::netns::TestNs;
+use ipvs_integration::vrrp_bench::Segment;
+use keepalive_d::announce::route::RouteTable;
+use keepalive_d::config::BgpSettings;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+
+fn set(addrs: &[&str]) -> BTreeSet<IpAddr> {
+    addrs.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+fn example(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/ecmp-bgp")
+        .join(file)
+}
+
+/// `ip -4|-6 route show table 100` in `ns`, one route per line.
+fn table(ns: &TestNs, family: &str) -> String {
+    ns.run("ip", &[family, "route", "show", "table", "100"])
+        .unwrap()
+}
+
+#[test]
+fn routes_follow_sync_and_leave_other_routes_alone() {
+    let ns = TestNs::new("announce-rt").unwrap();
+    let mut routes = ns
+        .enter(|| RouteTable::open(BgpSettings::default()))
+        .unwrap()
+        .unwrap();
+    // A route of another protocol in the same table, and one of ours in another table.
+    ns.run(
+        "ip",
+        &[
+            "route",
+            "add",
+            "10.9.9.9/32",
+            "dev",
+            "lo",
+            "table",
+            "100",
+            "proto",
+            "static",
+        ],
+    )
+    .unwrap();
+    ns.run(
+        "ip",
+        &[
+            "route",
+            "add",
+            "10.0.0.102/32",
+            "dev",
+            "lo",
+            "table",
+            "101",
+            "proto",
+            "77",
+        ],
+    )
+    .unwrap();
+
+    let want = set(&["10.0.0.100", "10.0.0.101", "2001:db8::100"]);
+    let (report, result) = routes.sync(&want);
+    result.unwrap();
+    assert_eq!(report.added.len(), 3, "{report:?}");
+    assert!(report.removed.is_empty());
+    let v4 = table(&ns, "-4");
+    assert!(v4.contains("10.0.0.100 dev lo proto 77 scope link"), "{v4}");
+    assert!(v4.contains("10.0.0.101 dev lo proto 77 scope link"), "{v4}");
+    let v6 = table(&ns, "-6");
+    assert!(v6.contains("2001:db8::100 dev lo proto 77"), "{v6}");
+    assert_eq!(routes.installed().unwrap(), want);
+
+    // Again: nothing to do.
+    let (report, result) = routes.sync(&want);
+    result.unwrap();
+    assert_eq!((report.added.len(), report.removed.len()), (0, 0));
+
+    // One withdrawn; one left by an earlier run (ours by table and protocol) removed too.
+    ns.run(
+        "ip",
+        &[
+            "route",
+            "add",
+            "10.0.0.103/32",
+            "dev",
+            "lo",
+            "table",
+            "100",
+            "proto",
+            "77",
+        ],
+    )
+    .unwrap();
+    let (report, result) = routes.sync(&set(&["10.0.0.100", "2001:db8::100"]));
+    result.unwrap();
+    let removed: BTreeSet<IpAddr> = report.removed.iter().copied().collect();
+    assert_eq!(removed, set(&["10.0.0.101", "10.0.0.103"]));
+    let v4 = table(&ns, "-4");
+    assert!(!v4.contains("10.0.0.101"), "{v4}");
+    assert!(v4.contains("10.9.9.9 dev lo proto static"), "{v4}");
+    let other = ns
+        .run("ip", &["-4", "route", "show", "table", "101"])
+        .unwrap();
+    assert!(other.contains("10.0.0.102"), "{other}");
+
+    // Everything withdrawn (the daemon's stop).
+    let (_, result) = routes.sync(&BTreeSet::new());
+    result.unwrap();
+    assert!(routes.installed().unwrap().is_empty());
+    assert!(!table(&ns, "-6").contains("2001:db8::100"));
+}
+
+/// A router and three directors on one segment, each running the example's BIRD
+/// configuration; the directors' routes come and go as keepalive-d's would.
+#[test]
+fn bird_router_has_one_multipath_route_over_the_announcing_directors() {
+    let seg = Segment::new("bgp", 4).unwrap();
+    let router = &seg.nodes[0].ns;
+    let directors: Vec<&TestNs> = seg.nodes[1..].iter().map(|n| &n.ns).collect();
+    let addr = |i: usize| Ipv4Addr::new(10, 0, 0, 1 + i as u8);
+    router
+        .run(
+            "ip",
+            &["addr", "add", &format!("{ROUTER}/24"), "dev", "eth0"],
+        )
+        .unwrap();
+    for (i, d) in directors.iter().enumerate() {
+        d.run(
+            "ip",
+            &["addr", "add", &format!("{}/24", addr(i)), "dev", "eth0"],
+        )
+        .unwrap();
+    }
+    let router_bird = Bird::start(router, &example("bird-router.conf")).unwrap();
+    let mut birds: Vec<Option<Bird>> = directors
+        .iter()
+        .map(|d| Some(Bird::start(d, &example("bird-director.conf")).unwrap()))
+        .collect();
+    let mut tables: Vec<RouteTable> = directors
+        .iter()
+        .map(|d| {
+            d.enter(|| RouteTable::open(BgpSettings::default()))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let vip = set(&["10.0.0.100"]);
+    for t in &mut tables {
+        t.sync(&vip).1.unwrap();
+    }
+    let all = [addr(0), addr(1), addr(2)];
+    let logs = |birds: &[Option<Bird>]| {
+        let mut s = format!("router:\n{}", router_bird.log());
+        for b in birds.iter().flatten() {
+            s.push_str(&format!("director:\n{}", b.log()));
+        }
+        s
+    };
+    let up = wait_next_hops(router, IpAddr::V4(VIP), &all, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
+    println!("three directors in the multipath route {up:?} after the routes were added");
+
+    // Quorum lost on director 2: its route is removed, BIRD withdraws it.
+    tables[1].sync(&BTreeSet::new()).1.unwrap();
+    let withdrawn = wait_next_hops(
+        router,
+        IpAddr::V4(VIP),
+        &[addr(0), addr(2)],
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
+    println!("withdrawn route: director gone from the router's route in {withdrawn:?}");
+    assert!(withdrawn < Duration::from_secs(2), "{withdrawn:?}");
+
+    // Back in quorum.
+    tables[1].sync(&vip).1.unwrap();
+    wait_next_hops(router, IpAddr::V4(VIP), &all, Duration::from_secs(10)).unwrap();
+
+    // Director 3's node dies without a word (its link goes down): the router's hold
+    // timer (3 s) notices.
+    directors[2]
+        .run("ip", &["link", "set", "eth0", "down"])
+        .unwrap();
+    let dead = wait_next_hops(
+        router,
+        IpAddr::V4(VIP),
+        &[addr(0), addr(1)],
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
+    println!("silent director gone from the router's route in {dead:?} (hold time 3 s)");
+    assert!(dead <= Duration::from_secs(5), "{dead:?}");
+
+    // Director 1's BIRD stops (SIGTERM): it closes its session, the route goes at once.
+    if let Some(b) = birds[0].take() {
+        b.stop(Duration::from_secs(5));
+    }
+    let stopped = wait_next_hops(router, IpAddr::V4(VIP), &[addr(1)], Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
+    println!("stopped BIRD: director gone from the router's route in {stopped:?}");
+    assert!(stopped < Duration::from_secs(2), "{stopped:?}");
+}
