@@ -154,9 +154,9 @@ impl Capture {
     }
 }
 
-fn open_packet_socket(ifname: &str) -> Result<Capture, CmdError> {
-    let ifindex = nix::net::if_::if_nametoindex(ifname)
-        .map_err(|e| CmdError(format!("if_nametoindex {ifname}: {e}")))?;
+/// An `AF_PACKET` raw socket for every protocol (`ETH_P_ALL`), in the calling thread's
+/// network namespace: what the nlmon and VRRP captures read from.
+pub(crate) fn packet_socket() -> Result<OwnedFd, CmdError> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2) call; the returned descriptor is owned right away.
     let raw = unsafe {
@@ -173,11 +173,17 @@ fn open_packet_socket(ifname: &str) -> Result<Capture, CmdError> {
         )));
     }
     // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn open_packet_socket(ifname: &str) -> Result<Capture, CmdError> {
+    let ifindex = nix::net::if_::if_nametoindex(ifname)
+        .map_err(|e| CmdError(format!("if_nametoindex {ifname}: {e}")))?;
+    let fd = packet_socket()?;
     // SAFETY: sockaddr_ll is plain old data; zeroed is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
     sll.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
     // SAFETY: bind with a pointer to a live sockaddr_ll and its exact size.
     let rc = unsafe {

@@ -17,7 +17,7 @@ use crate::daemon::Daemon;
 use crate::netns::{CmdError, TestNs};
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,23 +123,7 @@ impl Drop for WireCapture {
 
 /// A packet socket for every frame of every interface, or of `ifname` only.
 fn open_capture(ifname: Option<&str>) -> Result<OwnedFd, CmdError> {
-    let proto = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain socket(2) call; the descriptor is owned at once.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(proto),
-        )
-    };
-    if raw < 0 {
-        return Err(CmdError(format!(
-            "socket(AF_PACKET): {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: `raw` is a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = crate::nlmon::packet_socket()?;
     let on: libc::c_int = 1;
     let timeout = libc::timeval {
         tv_sec: 0,
@@ -173,7 +157,7 @@ fn open_capture(ifname: Option<&str>) -> Result<OwnedFd, CmdError> {
         // SAFETY: sockaddr_ll is plain old data; all zeroes is valid.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
         sll.sll_ifindex = i32::try_from(index).unwrap_or(0);
         // SAFETY: bind with a pointer to a live sockaddr_ll and its exact size.
         let rc = unsafe {
