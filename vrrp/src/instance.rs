@@ -192,6 +192,12 @@ pub enum Event {
     /// caller decides that the restart was quick enough; otherwise it sends
     /// [`Event::Startup`]. An interface that is down still means Fault.
     Resume,
+    /// The daemon hands this instance over to a successor process, which will start it
+    /// with [`Event::Resume`]: a Master advertises once more, now, whatever its advert
+    /// timer says, so that every Backup's master-down timer starts afresh and the
+    /// successor has a whole master-down interval to resume in. Nothing else changes (no
+    /// priority 0 advert, the addresses stay). In any other state: nothing.
+    HandOver,
     /// A valid advert for this instance (see [`Instance::receive`]).
     AdvertReceived {
         /// IP source address of the advert (the sender's primary address).
@@ -728,6 +734,14 @@ impl Instance {
             Event::Startup => self.on_startup(now, false, &mut out),
             Event::Resume => self.on_startup(now, true, &mut out),
             Event::Shutdown => self.on_shutdown(Reason::Shutdown, &mut out),
+            Event::HandOver => {
+                if self.state == State::Master {
+                    out.push(Action::SendAdvert(
+                        self.advertisement(self.effective_priority),
+                    ));
+                    self.arm(Timer::Advert, now + self.cfg.advert_interval, &mut out);
+                }
+            }
             Event::InterfaceDown => {
                 self.link_up = false;
                 if matches!(self.state, State::Backup | State::Master) {

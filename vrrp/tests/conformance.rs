@@ -23,7 +23,7 @@
 //!   password), `garp_lower_prio_repeat`, `garp_lower_prio_delay`.
 //! * `@ TIME NAME EVENT` feeds an event to instance NAME at TIME
 //!   (`0`, `1.5s`, `250ms`, `10us`). Events: `startup`, `shutdown`,
-//!   `interface-up`, `interface-down`, `priority N`, `timer NAME` (advert,
+//!   `hand-over`, `interface-up`, `interface-down`, `priority N`, `timer NAME` (advert,
 //!   master-down, garp-delay, garp-refresh, garp-lower-prio), `deliver
 //!   OTHER` (the last
 //!   advert instance OTHER sent, from OTHER's primary address), `advert
@@ -160,6 +160,7 @@ impl Sim {
             "startup" => Event::Startup,
             "resume" => Event::Resume,
             "shutdown" => Event::Shutdown,
+            "hand-over" => Event::HandOver,
             "interface-up" => Event::InterfaceUp,
             "interface-down" => Event::InterfaceDown,
             "priority" => Event::PriorityChanged(

@@ -805,12 +805,7 @@ pub async fn drive(
         // has a whole master-down interval, from here, before a Backup would take over.
         let now = u.now();
         for i in 0..u.members.len() {
-            if u.core
-                .member(i)
-                .is_some_and(|inst| inst.state() == State::Master)
-            {
-                u.handle(i, now, Event::TimerFired(Timer::Advert));
-            }
+            u.handle(i, now, Event::HandOver);
         }
         for mut m in u.members {
             tracing::info!(instance = %m.name, "handing over: keeping the state and the virtual addresses");
