@@ -62,6 +62,32 @@ impl Bird {
         ns.run("/usr/sbin/birdc", &all)
     }
 
+    /// Waits (at most `within`, polling every 20 ms) until this BIRD's BFD sessions with
+    /// every address of `peers` are Up (`birdc show bfd sessions`); how long it took, or
+    /// an error with the last output. A BGP session that BFD does not watch yet falls
+    /// back on the hold time.
+    pub fn wait_bfd_up(
+        &self,
+        ns: &TestNs,
+        peers: &[Ipv4Addr],
+        within: Duration,
+    ) -> Result<Duration, CmdError> {
+        let start = Instant::now();
+        loop {
+            let out = self.birdc(ns, &["show", "bfd", "sessions"])?;
+            let up = bfd_up(&out);
+            if peers.iter().all(|p| up.contains(&IpAddr::V4(*p))) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() >= within {
+                return Err(CmdError(format!(
+                    "BFD sessions with {peers:?} not all Up after {within:?}:\n{out}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM (BIRD closes its sessions with a notification, so its peers drop
     /// its routes at once) and reaps it, at most `within`, then SIGKILL.
     pub fn stop(mut self, within: Duration) {
@@ -112,6 +138,18 @@ pub fn parse_next_hops(out: &str) -> Vec<IpAddr> {
     hops
 }
 
+/// The peers whose BFD session is Up in `birdc show bfd sessions` output (lines
+/// `ADDRESS INTERFACE STATE SINCE INTERVAL TIMEOUT`).
+pub fn bfd_up(out: &str) -> Vec<IpAddr> {
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let addr = w.next()?.parse().ok()?;
+            (w.nth(1)? == "Up").then_some(addr)
+        })
+        .collect()
+}
+
 /// Waits (at most `within`, polling every 20 ms) until the next hops of `dst` in `ns`
 /// are exactly `want` (in any order); how long it took, or an error with the last ones.
 pub fn wait_next_hops(
@@ -153,5 +191,20 @@ mod tests {
         let plain = "10.0.0.100 via 10.0.0.2 dev eth1 proto bird metric 32 \n";
         assert_eq!(parse_next_hops(plain), vec![IpAddr::from([10, 0, 0, 2])]);
         assert!(parse_next_hops("").is_empty());
+    }
+
+    #[test]
+    fn bfd_sessions_that_are_up() {
+        let out = "BIRD 2.0.12 ready.\n\
+                   bfd1:\n\
+                   IP address                Interface  State      Since         Interval  Timeout\n\
+                   10.0.0.1                  eth0       Up         00:10:01.123    0.100    0.300\n\
+                   10.0.0.2                  eth0       Init       00:10:01.456    1.000    0.000\n\
+                   10.0.0.3                  eth0       Up         00:10:01.789    0.100    0.300\n";
+        assert_eq!(
+            bfd_up(out),
+            vec![IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 3])]
+        );
+        assert!(bfd_up("").is_empty());
     }
 }

@@ -133,7 +133,29 @@ fn routes_follow_sync_and_leave_other_routes_alone() {
 /// configuration; the directors' routes come and go as keepalive-d's would.
 #[test]
 fn bird_router_has_one_multipath_route_over_the_announcing_directors() {
-    let seg = Segment::new("bgp", 4).unwrap();
+    run_example(None);
+}
+
+/// The same with the example's BFD lines enabled (the `#BFD ` prefixes removed, as its
+/// README says): a director that dies without a word leaves the route after BFD's
+/// detection time (3 x 100 ms), not the BGP hold time (3 s).
+#[test]
+fn with_bfd_a_silent_director_leaves_the_route_in_bfd_time() {
+    let dir = std::env::temp_dir().join(format!("announce-bfd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["bird-router.conf", "bird-director.conf"] {
+        let text = std::fs::read_to_string(example(file)).unwrap();
+        assert!(text.contains("#BFD "), "{file} has no #BFD lines");
+        std::fs::write(dir.join(file), text.replace("#BFD ", "")).unwrap();
+    }
+    run_example(Some(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The example's BIRD files, from `bfd_dir` (BFD enabled) or as shipped.
+fn run_example(bfd_dir: Option<&std::path::Path>) {
+    let conf = |file: &str| bfd_dir.map_or_else(|| example(file), |d| d.join(file));
+    let seg = Segment::new(if bfd_dir.is_some() { "bfd" } else { "bgp" }, 4).unwrap();
     let router = &seg.nodes[0].ns;
     let directors: Vec<&TestNs> = seg.nodes[1..].iter().map(|n| &n.ns).collect();
     let addr = |i: usize| Ipv4Addr::new(10, 0, 0, 1 + i as u8);
@@ -150,10 +172,10 @@ fn bird_router_has_one_multipath_route_over_the_announcing_directors() {
         )
         .unwrap();
     }
-    let router_bird = Bird::start(router, &example("bird-router.conf")).unwrap();
+    let router_bird = Bird::start(router, &conf("bird-router.conf")).unwrap();
     let mut birds: Vec<Option<Bird>> = directors
         .iter()
-        .map(|d| Some(Bird::start(d, &example("bird-director.conf")).unwrap()))
+        .map(|d| Some(Bird::start(d, &conf("bird-director.conf")).unwrap()))
         .collect();
     let mut tables: Vec<RouteTable> = directors
         .iter()
@@ -195,8 +217,15 @@ fn bird_router_has_one_multipath_route_over_the_announcing_directors() {
     tables[1].sync(&vip).1.unwrap();
     wait_next_hops(router, IpAddr::V4(VIP), &all, Duration::from_secs(10)).unwrap();
 
-    // Director 3's node dies without a word (its link goes down): the router's hold
-    // timer (3 s) notices.
+    // Director 3's node dies without a word (its link goes down). Without BFD the
+    // router's hold timer (3 s) notices; with BFD (3 x 100 ms), well before, once its
+    // session is Up (BIRD starts BFD after the BGP session is established).
+    if bfd_dir.is_some() {
+        let bfd = router_bird
+            .wait_bfd_up(router, &all, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
+        println!("BFD sessions with the three directors Up {bfd:?} later");
+    }
     directors[2]
         .run("ip", &["link", "set", "eth0", "down"])
         .unwrap();
@@ -207,8 +236,17 @@ fn bird_router_has_one_multipath_route_over_the_announcing_directors() {
         Duration::from_secs(10),
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
-    println!("silent director gone from the router's route in {dead:?} (hold time 3 s)");
-    assert!(dead <= Duration::from_secs(5), "{dead:?}");
+    if bfd_dir.is_some() {
+        println!("silent director gone from the router's route in {dead:?} (BFD 3 x 100 ms)");
+        assert!(
+            dead < Duration::from_millis(1500),
+            "{dead:?}: BGP's hold time rather than BFD's detection time?\n{}",
+            logs(&birds)
+        );
+    } else {
+        println!("silent director gone from the router's route in {dead:?} (hold time 3 s)");
+        assert!(dead <= Duration::from_secs(5), "{dead:?}");
+    }
 
     // Director 1's BIRD stops (SIGTERM): it closes its session, the route goes at once.
     if let Some(b) = birds[0].take() {
