@@ -207,12 +207,35 @@ impl Collector for SnapshotCollector {
             ] {
                 scalar(&mut enc, name, help, &ConstCounter::new(v))?;
             }
+            self.announcements(&mut enc)?;
         }
         Ok(())
     }
 }
 
 impl SnapshotCollector {
+    /// `announce: bgp`: the addresses whose routes are installed now, and the drain.
+    fn announcements(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let (announced, drained) = self.snap.lvs.as_ref().map_or((&[][..], false), |l| {
+            (l.announced.as_slice(), l.director_drained)
+        });
+        gauges(
+            enc,
+            "announced",
+            "1 for each virtual IP whose route this director installs now for BIRD to announce (`announce: bgp`); an address that is not announced has no series.",
+            announced
+                .iter()
+                .map(|a| (vec![("address", a.to_string())], 1))
+                .collect(),
+        )?;
+        scalar(
+            enc,
+            "director_drained",
+            "1 while the director is drained (`keepalive-d drain-director`): it announces nothing.",
+            &ConstGauge::new(i64::from(drained)),
+        )
+    }
+
     fn vrrp(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let vrrp = &self.snap.vrrp;
         let inst = |name: &String| -> Labels { vec![("vrrp_instance", name.clone())] };
@@ -928,7 +951,7 @@ mod tests {
                     drift_repairs: 2,
                 },
                 draining: Vec::new(),
-                announced: Vec::new(),
+                announced: vec![std::net::IpAddr::from([192, 0, 2, 1])],
                 director_drained: false,
             }),
             kernel: Some(Err("no IPVS here".into())),
@@ -980,6 +1003,8 @@ mod tests {
             "keepalive_d_ipvs_writes_total 7",
             "keepalive_d_ipvs_failed_writes_total 1",
             "keepalive_d_ipvs_drift_repairs_total 2",
+            "keepalive_d_announced{address=\"192.0.2.1\"} 1",
+            "keepalive_d_director_drained 0",
             "# EOF",
         ] {
             assert!(has(&text, line), "missing `{line}` in:\n{text}");
