@@ -52,6 +52,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -899,7 +900,45 @@ fn build_dest(
         .map_err(fault)
 }
 
-fn apply_line(table: &mut Staged, ctx: &LineCtx, words: &[&str]) -> Result<(), ParseError> {
+/// One line's command, parsed but not yet applied to the table: everything that does
+/// not depend on the lines above it. Lines are parsed independently (on two threads for
+/// a large input, see [`parse`]) and applied in order.
+#[derive(Debug)]
+enum Command<'a> {
+    Clear,
+    AddService {
+        svc: Service,
+        token: &'a str,
+    },
+    /// The service as the line describes it, or why it does not build (reported only
+    /// if the service exists: ipvsadm's order of checks).
+    EditService {
+        key: ServiceKey,
+        svc: Result<Service, Box<ParseError>>,
+        token: &'a str,
+    },
+    DelService {
+        key: ServiceKey,
+        token: &'a str,
+    },
+    /// `-a` (`edit: false`) or `-e`.
+    SetDest {
+        key: ServiceKey,
+        dest: Destination,
+        edit: bool,
+        token: &'a str,
+        real: &'a str,
+    },
+    DelDest {
+        key: ServiceKey,
+        addr: SocketAddr,
+        token: &'a str,
+        real: &'a str,
+    },
+}
+
+/// Parses the words of one line into its command (checks that need no table).
+fn parse_command<'a>(ctx: &LineCtx, words: &[&'a str]) -> Result<Command<'a>, ParseError> {
     let occs = tokenize(ctx, words)?;
     let c = collect(ctx, occs)?;
     let Some((cmd, _)) = c.cmd else {
@@ -927,66 +966,170 @@ fn apply_line(table: &mut Staged, ctx: &LineCtx, words: &[&str]) -> Result<(), P
         if let Some((_, t, _)) = c.service {
             return Err(not_allowed(t));
         }
-        table.clear();
-        return Ok(());
+        return Ok(Command::Clear);
     }
     let key = parse_key(ctx, &c)?;
-    let svc_token = c.service.map_or("", |s| s.2);
-    match cmd {
-        Cmd::AddService => {
-            let svc = build_service(ctx, &c, key)?;
-            table
-                .add_service(svc)
-                .map_err(|e| ctx.err(svc_token, ParseErrorKind::Invalid(Box::new(e))))?;
+    let token = c.service.map_or("", |s| s.2);
+    let real = c.real.map_or("", |r| r.1);
+    Ok(match cmd {
+        Cmd::AddService => Command::AddService {
+            svc: build_service(ctx, &c, key)?,
+            token,
+        },
+        Cmd::EditService => Command::EditService {
+            key,
+            svc: build_service(ctx, &c, key).map_err(Box::new),
+            token,
+        },
+        Cmd::DelService => Command::DelService { key, token },
+        Cmd::AddDest | Cmd::EditDest => Command::SetDest {
+            key,
+            dest: build_dest(ctx, &c, &key)?,
+            edit: cmd == Cmd::EditDest,
+            token,
+            real,
+        },
+        Cmd::DelDest | Cmd::Clear => Command::DelDest {
+            key,
+            addr: parse_dest_addr(ctx, &c, &key)?,
+            token,
+            real,
+        },
+    })
+}
+
+/// Applies the command of line `ctx` to the table (the checks that need the lines above).
+fn apply_command(
+    table: &mut Staged,
+    ctx: &LineCtx,
+    command: Command<'_>,
+) -> Result<(), ParseError> {
+    let invalid = |token: &str, e: Error| ctx.err(token, ParseErrorKind::Invalid(Box::new(e)));
+    match command {
+        Command::Clear => table.clear(),
+        Command::AddService { svc, token } => {
+            table.add_service(svc).map_err(|e| invalid(token, e))?;
         }
-        Cmd::EditService => {
+        Command::EditService { key, svc, token } => {
             let old = table
                 .service(&key)
-                .ok_or_else(|| ctx.err(svc_token, ParseErrorKind::NoSuchService))?;
-            let mut svc = build_service(ctx, &c, key)?;
+                .ok_or_else(|| ctx.err(token, ParseErrorKind::NoSuchService))?;
+            let mut svc = svc.map_err(|e| *e)?;
             for d in old.destinations() {
                 svc.set_destination(d.clone())
-                    .map_err(|e| ctx.err(svc_token, ParseErrorKind::Invalid(Box::new(e))))?;
+                    .map_err(|e| invalid(token, e))?;
             }
             table.set_service(svc);
         }
-        Cmd::DelService => {
+        Command::DelService { key, token } => {
             table
                 .remove_service(&key)
-                .ok_or_else(|| ctx.err(svc_token, ParseErrorKind::NoSuchService))?;
+                .ok_or_else(|| ctx.err(token, ParseErrorKind::NoSuchService))?;
         }
-        Cmd::AddDest | Cmd::EditDest => {
-            let dest = build_dest(ctx, &c, &key)?;
-            let real = c.real.map_or("", |r| r.1);
+        Command::SetDest {
+            key,
+            dest,
+            edit,
+            token,
+            real,
+        } => {
             let svc = table
                 .service_mut(&key)
-                .ok_or_else(|| ctx.err(svc_token, ParseErrorKind::NoSuchService))?;
-            if cmd == Cmd::AddDest {
-                svc.add_destination(dest)
-                    .map_err(|e| ctx.err(real, ParseErrorKind::Invalid(Box::new(e))))?;
+                .ok_or_else(|| ctx.err(token, ParseErrorKind::NoSuchService))?;
+            if !edit {
+                svc.add_destination(dest).map_err(|e| invalid(real, e))?;
             } else {
                 if svc.destination(dest.addr()).is_none() {
                     return Err(ctx.err(real, ParseErrorKind::NoSuchDestination));
                 }
-                svc.set_destination(dest)
-                    .map_err(|e| ctx.err(real, ParseErrorKind::Invalid(Box::new(e))))?;
+                svc.set_destination(dest).map_err(|e| invalid(real, e))?;
             }
         }
-        Cmd::DelDest => {
-            let addr = parse_dest_addr(ctx, &c, &key)?;
-            let real = c.real.map_or("", |r| r.1);
+        Command::DelDest {
+            key,
+            addr,
+            token,
+            real,
+        } => {
             let svc = table
                 .service_mut(&key)
-                .ok_or_else(|| ctx.err(svc_token, ParseErrorKind::NoSuchService))?;
+                .ok_or_else(|| ctx.err(token, ParseErrorKind::NoSuchService))?;
             svc.remove_destination(addr)
                 .ok_or_else(|| ctx.err(real, ParseErrorKind::NoSuchDestination))?;
         }
-        Cmd::Clear => {}
     }
     Ok(())
 }
 
+/// The command of one line (`line` is 1-based); `None` for a blank or comment line.
+/// `words` is scratch space.
+fn parse_line<'a>(
+    line: usize,
+    text: &'a str,
+    words: &mut Vec<&'a str>,
+) -> Result<Option<Command<'a>>, ParseError> {
+    words.clear();
+    words.extend(text.split_whitespace());
+    if words.first().is_none_or(|w| w.starts_with('#')) {
+        return Ok(None);
+    }
+    let skip = usize::from(
+        words
+            .first()
+            .is_some_and(|w| *w == "ipvsadm" || w.ends_with("/ipvsadm")),
+    );
+    match words.get(skip..) {
+        Some(rest) if !rest.is_empty() => parse_command(&LineCtx { line }, rest).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Parses and applies the lines of `text`, the first of which is line `first + 1`.
+fn parse_into(table: &mut Staged, text: &str, first: usize) -> Result<(), ParseError> {
+    let mut words = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = first + i + 1;
+        if let Some(command) = parse_line(n, line, &mut words)? {
+            apply_command(table, &LineCtx { line: n }, command)?;
+        }
+    }
+    Ok(())
+}
+
+/// The commands of the lines of `text` (the first is line `first + 1`) with their line
+/// numbers, up to the first line that does not parse, and that line's error. Stops
+/// early, with no error, when `stop` is set.
+fn parse_commands<'a>(
+    text: &'a str,
+    first: usize,
+    stop: &AtomicBool,
+) -> (Vec<(usize, Command<'a>)>, Option<ParseError>) {
+    let mut words = Vec::new();
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if i % 1024 == 0 && stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let n = first + i + 1;
+        match parse_line(n, line, &mut words) {
+            Ok(Some(command)) => out.push((n, command)),
+            Ok(None) => {}
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+/// Inputs at least this large are parsed on two threads.
+const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+
 /// Parses an `ipvsadm -S` / `ipvsadm -R` text into a table.
+///
+/// Errors name the first line at fault, as if the lines were read one by one. A large
+/// input (a restore of thousands of services) is parsed on two threads: every line is
+/// a command of its own, so the second half is parsed to commands on a second thread
+/// while the first half is parsed and applied, and its commands are then applied in
+/// order; the result and the errors are the same.
 ///
 /// ```
 /// let table = ipvs::ipvsadm::parse(
@@ -1001,27 +1144,56 @@ fn apply_line(table: &mut Staged, ctx: &LineCtx, words: &[&str]) -> Result<(), P
 /// assert_eq!(err.to_string(), "line 2: `x`: invalid weight (expected 0-2147483647)");
 /// ```
 pub fn parse(text: &str) -> Result<Table, ParseError> {
-    let mut table = Staged::default();
-    let mut words: Vec<&str> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let ctx = LineCtx { line: i + 1 };
-        words.clear();
-        words.extend(line.split_whitespace());
-        if words.first().is_none_or(|w| w.starts_with('#')) {
-            continue;
+    let parallel = text.len() >= PARALLEL_MIN_BYTES
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    match split_point(text) {
+        Some(at) if parallel => parse_split(text, at),
+        _ => {
+            let mut table = Staged::default();
+            parse_into(&mut table, text, 0)?;
+            Ok(table.finish())
         }
-        if words
-            .first()
-            .is_some_and(|w| *w == "ipvsadm" || w.ends_with("/ipvsadm"))
-        {
-            words.remove(0);
-            if words.is_empty() {
-                continue;
-            }
-        }
-        apply_line(&mut table, &ctx, &words)?;
     }
-    Ok(table.finish())
+}
+
+/// Where to cut `text` in two halves of whole lines: just after a line end near the
+/// middle (`None` if there is none).
+fn split_point(text: &str) -> Option<usize> {
+    let middle = text.len() / 2;
+    let nl = text
+        .as_bytes()
+        .get(middle..)?
+        .iter()
+        .position(|b| *b == b'\n')?;
+    Some(middle + nl + 1)
+}
+
+/// [`parse`] on two threads: `text[..at]` (whole lines) is parsed and applied on this
+/// thread while the rest is parsed to commands on another; then those are applied.
+fn parse_split(text: &str, at: usize) -> Result<Table, ParseError> {
+    let (head, tail) = text.split_at_checked(at).unwrap_or((text, ""));
+    // `lines()` ends a line at each '\n', so the tail's first line follows them.
+    let first = head.bytes().filter(|b| *b == b'\n').count();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| parse_commands(tail, first, &stop));
+        let mut table = Staged::default();
+        let head_result = parse_into(&mut table, head, 0);
+        if head_result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let (commands, error) = worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        head_result?;
+        for (line, command) in commands {
+            apply_command(&mut table, &LineCtx { line }, command)?;
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(table.finish()),
+        }
+    })
 }
 
 /// The table being parsed, with the service of the last lines kept out of it: the lines
@@ -1259,4 +1431,118 @@ fn serial_sort<T>(items: Vec<(Vec<u32>, T)>, level: usize) -> Vec<T> {
         .into_iter()
         .flat_map(|(_, g)| serial_sort(g, level + 1))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sequential(text: &str) -> Result<Table, ParseError> {
+        let mut table = Staged::default();
+        parse_into(&mut table, text, 0)?;
+        Ok(table.finish())
+    }
+
+    /// Every cut at a line end: [`parse_split`] gives what the sequential parse gives.
+    fn same_at_every_cut(text: &str) {
+        let expected = sequential(text);
+        let cuts = text
+            .char_indices()
+            .filter(|(_, c)| *c == '\n')
+            .map(|(i, _)| i + 1);
+        for at in std::iter::once(0).chain(cuts) {
+            assert_eq!(
+                parse_split(text, at),
+                expected,
+                "cut at byte {at} of:\n{text}"
+            );
+        }
+    }
+
+    const LINES: &[&str] = &[
+        "# a comment",
+        "-A -t 192.0.2.1:80 -s rr",
+        "-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 2",
+        "",
+        "ipvsadm -A -u 192.0.2.2:53 -s wrr",
+        "-a -t 192.0.2.1:80 -r 10.0.0.2:80 -g\r",
+        "-a -u 192.0.2.2:53 -r 10.0.0.3 -m",
+        "-E -t 192.0.2.1:80 -s lc -p 60",
+        "-e -u 192.0.2.2:53 -r 10.0.0.3:53 -m -w 7",
+        "-A -f 7 -s sh -b sh-port",
+        "-d -t 192.0.2.1:80 -r 10.0.0.1:80",
+        "-a -f 7 -r 10.0.0.4:0 -g -w 5",
+        "-D -u 192.0.2.2:53",
+        "-A -t [2001:db8::1]:443 -s rr",
+        "-a -t [2001:db8::1]:443 -r [2001:db8::2]:443 -m",
+    ];
+
+    #[test]
+    fn split_parse_equals_sequential_parse() {
+        let text = LINES.join("\n");
+        same_at_every_cut(&text);
+        same_at_every_cut(&(text.clone() + "\n"));
+        // A clear in the middle, and lines that refer to services of the other half.
+        let with_clear = format!("{text}\n-C\n{text}\n");
+        same_at_every_cut(&with_clear);
+        assert!(sequential(&with_clear).is_ok());
+    }
+
+    /// Errors: the first line at fault wins, whether it fails to parse or to apply, and
+    /// whichever half it is in.
+    #[test]
+    fn split_parse_reports_the_first_error() {
+        let bad = [
+            "-a -t 192.0.2.1:80 -r 10.0.0.9 -w x",  // does not parse
+            "-a -t 192.0.2.9:80 -r 10.0.0.9",       // no such service (apply)
+            "-A -t 192.0.2.1:80",                   // duplicate (apply)
+            "-E -t 192.0.2.9:80 -p 0",              // no such service before the bad timeout
+            "-E -t 192.0.2.1:80 -p 0",              // bad timeout of an existing service
+            "-e -t 192.0.2.1:80 -r 10.0.0.8:80 -m", // no such destination
+            "-L",                                   // unsupported
+        ];
+        for (i, b) in bad.iter().enumerate() {
+            for j in [3, 9, LINES.len()] {
+                let mut lines = LINES.to_vec();
+                lines.insert(j.min(lines.len()), b);
+                // A second, later error of another kind.
+                lines.push(bad[(i + 1) % bad.len()]);
+                let text = lines.join("\n");
+                let err = sequential(&text).unwrap_err();
+                assert_eq!(err.line, j + 1, "{b}: {err}");
+                same_at_every_cut(&text);
+            }
+        }
+    }
+
+    #[test]
+    fn large_input_takes_the_split_path_and_agrees() {
+        let mut text = String::new();
+        for i in 0..3000u32 {
+            let vip = format!(
+                "198.18.{}.{}:{}",
+                i / 100 / 256,
+                i / 100 % 256,
+                1000 + i % 100
+            );
+            text.push_str(&format!("-A -t {vip} -s wlc\n"));
+            for j in 0..10 {
+                text.push_str(&format!(
+                    "-a -t {vip} -r 198.19.{}.{}:80 -m -w 1\n",
+                    i % 250,
+                    1 + j
+                ));
+            }
+        }
+        assert!(text.len() >= PARALLEL_MIN_BYTES);
+        let table = parse(&text).unwrap();
+        assert_eq!(table.services().count(), 3000);
+        assert_eq!(Ok(&table), sequential(&text).as_ref());
+        text.push_str("-a -t 198.18.0.0:1000 -r 198.19.0.1:80 -m\n"); // duplicate: last line
+        let err = parse(&text).unwrap_err();
+        assert_eq!(
+            (err.line, err.token.as_deref()),
+            (33_001, Some("198.19.0.1:80"))
+        );
+    }
 }
