@@ -1,6 +1,7 @@
 //! What the replies of each operation mean: shared by the blocking and the async socket,
 //! which differ only in how they wait.
 
+use super::dest_dump::{DestDump, decode_dest_entries};
 use super::error::{self, KernelError, TransportError};
 use super::exchange::{Chunk, Outcome};
 use super::{BatchFailure, BatchOptions, BatchReport};
@@ -9,6 +10,7 @@ use crate::dest::DestAttrs;
 use crate::info::InfoAttrs;
 use crate::message::{Command, IpvsMessage, MessageAttrs};
 use crate::service::ServiceAttrs;
+use crate::types::AddressFamily;
 
 /// How often an interrupted dump is run before giving up.
 pub(crate) const DUMP_ATTEMPTS: u32 = 5;
@@ -117,10 +119,34 @@ pub(crate) fn service_of(m: IpvsMessage) -> Result<ServiceAttrs, TransportError>
         })
 }
 
-pub(crate) fn dests_of(msgs: Vec<IpvsMessage>) -> Vec<DestAttrs> {
-    msgs.into_iter()
-        .filter_map(|m| cmd_attrs(m)?.dest)
-        .collect()
+/// A destination dump that ended, or `None` if it was interrupted and must be run again.
+pub(crate) fn dest_dump_result(
+    msg: &IpvsMessage,
+    dump: DestDump,
+) -> Result<Option<DestDump>, TransportError> {
+    if dump.interrupted() {
+        return Ok(None);
+    }
+    if let Outcome::Failed(e) = dump.outcome() {
+        return Err(KernelError::new(msg, e).into());
+    }
+    Ok(Some(dump))
+}
+
+/// The destinations of a dump that ended; `hint` is the dumped service's family.
+pub(crate) fn decode_dests(
+    dump: &DestDump,
+    family_id: u16,
+    hint: Option<AddressFamily>,
+) -> Result<Vec<DestAttrs>, TransportError> {
+    let mut dests = Vec::with_capacity(dump.entries());
+    decode_dest_entries(dump.bytes(), family_id, dump.seq(), hint, &mut dests).map_err(
+        |source| TransportError::Decode {
+            op: error::operation(Command::GetDest),
+            source,
+        },
+    )?;
+    Ok(dests)
 }
 
 pub(crate) fn daemons_of(msgs: Vec<IpvsMessage>) -> Vec<DaemonAttrs> {
