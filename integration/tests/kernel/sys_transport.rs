@@ -542,38 +542,33 @@ fn whole_table_read_matches_per_call_reads_also_with_a_concurrent_writer() {
     let table = ipvs.table().unwrap();
     assert_eq!(table, per_call);
 
-    // A writer adds and deletes a service and a destination of the first service while
-    // the table is read three times: every read succeeds, and the other services read
-    // as before.
+    // A writer adds and deletes a destination of the first service while the table is
+    // read three times: every read succeeds, and the other services read as before.
+    // (Not services: the kernel resumes a service dump at a position counted over every
+    // namespace, so adding and deleting services here would shift the service dumps of
+    // the tests running beside this one; see ipvs-sys's services().)
     let first = per_call[0].0.key();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         let writer = s.spawn(|| {
             let mut w = socket(&ns);
-            let extra = tcp("203.0.113.1:80").with_config("rr", ServiceFlags::EMPTY, 0);
             let d = DestAttrs::key_of("198.51.100.1:80".parse().unwrap())
                 .with_config(ForwardMethod::MASQ, 1);
             let mut rounds = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                w.execute(&IpvsMessage::new_service(extra.clone())).unwrap();
                 w.execute(&IpvsMessage::new_dest(first.clone(), d.clone()))
                     .unwrap();
                 w.execute(&IpvsMessage::del_dest(first.clone(), d.key()))
                     .unwrap();
-                w.execute(&IpvsMessage::del_service(extra.key())).unwrap();
                 rounds += 1;
             }
             rounds
         });
         for _ in 0..3 {
             let t = ipvs.table().unwrap();
-            let rest: Vec<_> = t
-                .iter()
-                .filter(|(s, _)| s.addr != Some("203.0.113.1".parse().unwrap()))
-                .skip(1)
-                .collect();
-            assert_eq!(rest.len(), 599);
-            assert!(rest.iter().zip(&per_call[1..]).all(|(a, b)| *a == b));
+            assert_eq!(t.len(), 600);
+            assert_eq!(t[0].0, per_call[0].0);
+            assert!(t[1..].iter().zip(&per_call[1..]).all(|(a, b)| a == b));
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(writer.join().unwrap() > 0);
