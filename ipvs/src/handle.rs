@@ -501,8 +501,7 @@ impl Ipvs {
     }
 
     /// The whole table with counters: one service dump and one destination dump per
-    /// service ([`IpvsSocket::table`](ipvs_sys::transport::IpvsSocket::table): a large
-    /// table is decoded on a second thread while the kernel fills the next dump).
+    /// service ([`IpvsSocket::table`](ipvs_sys::transport::IpvsSocket::table)).
     /// Anything the model cannot represent is an [`ApiError::Decode`].
     pub fn table(&mut self) -> Result<Observed, ApiError> {
         observe(self.sock.table().map_err(global)?)

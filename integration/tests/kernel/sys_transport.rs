@@ -539,8 +539,8 @@ fn whole_table_read_matches_per_call_reads_also_with_a_concurrent_writer() {
     assert_eq!(per_call.len(), 600);
     let dests: usize = per_call.iter().map(|(_, d)| d.len()).sum();
     assert_eq!(dests, (0..600).map(|i| (i % 12) as usize).sum::<usize>());
-    let table = ipvs.table().unwrap();
-    assert_eq!(table, per_call);
+    assert_eq!(ipvs.table().unwrap(), per_call);
+    assert_eq!(ipvs.table_with_decoder_thread().unwrap(), per_call);
 
     // A writer adds and deletes a destination of the first service while the table is
     // read three times: every read succeeds, and the other services read as before.
@@ -564,8 +564,12 @@ fn whole_table_read_matches_per_call_reads_also_with_a_concurrent_writer() {
             }
             rounds
         });
-        for _ in 0..3 {
-            let t = ipvs.table().unwrap();
+        for i in 0..4 {
+            let t = if i % 2 == 0 {
+                ipvs.table().unwrap()
+            } else {
+                ipvs.table_with_decoder_thread().unwrap()
+            };
             assert_eq!(t.len(), 600);
             assert_eq!(t[0].0, per_call[0].0);
             assert!(t[1..].iter().zip(&per_call[1..]).all(|(a, b)| a == b));

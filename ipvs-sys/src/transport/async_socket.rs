@@ -212,8 +212,7 @@ impl AsyncIpvsSocket {
         Err(ops::dump_interrupted(&msg))
     }
 
-    /// Every service with its destinations; see [`IpvsSocket::table`]. The entries are
-    /// decoded on the calling task's thread (no second thread).
+    /// Every service with its destinations; see [`IpvsSocket::table`].
     pub async fn table(&mut self) -> Result<Vec<(ServiceAttrs, Vec<DestAttrs>)>, TransportError> {
         let services = self.services().await?;
         let mut table = Vec::with_capacity(services.len());

@@ -525,13 +525,8 @@ impl IpvsSocket {
 
     /// Every service with its destinations, all with their statistics: the whole table,
     /// as [`services`](Self::services) and then [`destinations`](Self::destinations) of
-    /// each would read it (one service dump, one destination dump per service).
-    ///
-    /// From a few hundred services on, the destination entries are decoded on a second
-    /// thread while this one waits for the kernel to fill the next dump (which it does
-    /// inside `sendmsg`/`recvmsg`), so on a machine with a spare core the decoding costs
-    /// almost no time; the CPU time is the same. Smaller tables, or a thread that cannot
-    /// be started, are decoded on the calling thread.
+    /// each would read it (one service dump, one destination dump per service), decoded
+    /// on the calling thread.
     ///
     /// ```no_run
     /// let mut ipvs = ipvs_sys::transport::IpvsSocket::open()?;
@@ -541,6 +536,22 @@ impl IpvsSocket {
     /// # Ok::<(), ipvs_sys::transport::TransportError>(())
     /// ```
     pub fn table(&mut self) -> Result<Vec<(ServiceAttrs, Vec<DestAttrs>)>, TransportError> {
+        let services = self.services()?;
+        self.table_inline(services)
+    }
+
+    /// [`table`](Self::table), with the destination entries of a table of a few hundred
+    /// services or more decoded on a second thread while this one waits for the kernel
+    /// to fill the next dump (inside `sendmsg`/`recvmsg`). Smaller tables, or a thread
+    /// that cannot be started, are decoded on the calling thread.
+    ///
+    /// Measured in the lab (10,000 services x 10 destinations, 2 vCPUs on a loaded
+    /// 2-core host, BENCHMARKS.md): no faster than [`table`](Self::table) and about 18%
+    /// more CPU time, so it is not the default; it may pay on a machine with an idle
+    /// core.
+    pub fn table_with_decoder_thread(
+        &mut self,
+    ) -> Result<Vec<(ServiceAttrs, Vec<DestAttrs>)>, TransportError> {
         let services = self.services()?;
         if services.len() < TABLE_PIPELINE_MIN_SERVICES {
             return self.table_inline(services);
