@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")"
 runs=${1:-1000000}
 mkdir -p logs corpus
-for t in decode_replies decode_message decode_service decode_dest decode_daemon decode_stats decode_info; do
+for t in decode_replies decode_message decode_service decode_dest decode_daemon decode_stats decode_info decode_dest_dump; do
     mkdir -p "corpus/$t"
     cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
     RUSTC_BOOTSTRAP=1 cargo fuzz run -O -a "$t" "corpus/$t" -- -runs="$runs" -max_len=4096 \

@@ -322,6 +322,34 @@ fn decode_one(bytes: &[u8]) -> Reply {
     r.pop().unwrap()
 }
 
+/// The destinations of dump `seq` in `datagrams`, decoded as whole messages (the
+/// general reply path).
+fn dests_via_messages(datagrams: &[&[u8]], seq: u32) -> Option<Vec<DestAttrs>> {
+    use ipvs_sys::transport::exchange::{AckMode, Chunk};
+    let mut chunk = Chunk::new(seq, 1, AckMode::EveryMessage);
+    for d in datagrams {
+        chunk.on_datagram(d, FAMILY).ok()?;
+    }
+    let (_, data) = chunk.finish();
+    Some(
+        data.into_iter()
+            .filter_map(|(_, m)| m.dest().cloned())
+            .collect(),
+    )
+}
+
+/// The same through the destination dump fast path.
+fn dests_via_dump(datagrams: &[&[u8]], seq: u32) -> Option<Vec<DestAttrs>> {
+    use ipvs_sys::transport::dest_dump::{DestDump, decode_dest_entries};
+    let mut dump = DestDump::new(seq);
+    for d in datagrams {
+        dump.on_datagram(d, FAMILY).ok()?;
+    }
+    let mut out = Vec::new();
+    decode_dest_entries(dump.bytes(), FAMILY, seq, None, &mut out).ok()?;
+    Some(out)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 2048,
@@ -413,6 +441,55 @@ proptest! {
         }
         if bytes.len() > 20 {
             let _ = IpvsMessage::decode(bytes[16], &bytes[20..cut.max(20)]);
+        }
+    }
+
+    /// A destination dump decoded through the fast path (headers read as the replies
+    /// arrive, entries decoded straight into `DestAttrs` afterwards) gives the same
+    /// destinations as decoding whole messages, over several datagrams, with replies to
+    /// other requests mixed in.
+    #[test]
+    fn dest_dump_fast_path_matches_whole_messages(
+        entries in vec((message(), any::<bool>()), 0..8),
+        split in any::<prop::sample::Index>(),
+        seq in any::<u32>(),
+    ) {
+        let cut = split.index(entries.len() + 1);
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        for (i, (m, stray)) in entries.iter().enumerate() {
+            let buf = if i < cut { &mut first } else { &mut second };
+            let s = if *stray { seq.wrapping_add(1) } else { seq };
+            encode_message(buf, m, FAMILY, 0x2, s, 0).unwrap();
+        }
+        encode_done(&mut second, seq, 0);
+        let datagrams = [&first[..], &second[..]];
+        let want = dests_via_messages(&datagrams, seq).unwrap();
+        prop_assert_eq!(dests_via_dump(&datagrams, seq), Some(want));
+    }
+
+    /// On damaged replies the fast path never panics, and whatever the general path
+    /// decodes, it decodes the same.
+    #[test]
+    fn dest_dump_fast_path_on_mutated_replies(
+        msgs in vec(message(), 1..4),
+        flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = Vec::new();
+        for m in &msgs {
+            encode_message(&mut bytes, m, FAMILY, 0x2, 5, 0).unwrap();
+        }
+        encode_done(&mut bytes, 5, 0);
+        for (i, x) in flips {
+            let i = i.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        let cut = cut.index(bytes.len() + 1);
+        let datagrams = [&bytes[..cut]];
+        let fast = dests_via_dump(&datagrams, 5);
+        if let Some(want) = dests_via_messages(&datagrams, 5) {
+            prop_assert_eq!(fast, Some(want));
         }
     }
 }

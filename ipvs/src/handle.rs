@@ -501,15 +501,10 @@ impl Ipvs {
     }
 
     /// The whole table with counters: one service dump and one destination dump per
-    /// service. Anything the model cannot represent is an [`ApiError::Decode`].
+    /// service ([`IpvsSocket::table`](ipvs_sys::transport::IpvsSocket::table)).
+    /// Anything the model cannot represent is an [`ApiError::Decode`].
     pub fn table(&mut self) -> Result<Observed, ApiError> {
-        let services = self.sock.services().map_err(global)?;
-        let mut dump = Vec::with_capacity(services.len());
-        for s in services {
-            let dests = self.sock.destinations(&s).map_err(global)?;
-            dump.push((s, dests));
-        }
-        observe(dump)
+        observe(self.sock.table().map_err(global)?)
     }
 
     /// One service with its destinations and counters; `None` if there is no such
@@ -911,13 +906,7 @@ mod async_handle {
 
         /// See [`Ipvs::table`].
         pub async fn table(&mut self) -> Result<Observed, ApiError> {
-            let services = self.sock.services().await.map_err(global)?;
-            let mut dump = Vec::with_capacity(services.len());
-            for s in services {
-                let dests = self.sock.destinations(&s).await.map_err(global)?;
-                dump.push((s, dests));
-            }
-            observe(dump)
+            observe(self.sock.table().await.map_err(global)?)
         }
 
         /// See [`Ipvs::service`].

@@ -480,3 +480,111 @@ fn a_request_the_kernel_never_answers_times_out_and_the_socket_goes_on() {
 fn libc_einval() -> i32 {
     libc::EINVAL
 }
+
+#[test]
+fn whole_table_read_matches_per_call_reads_also_with_a_concurrent_writer() {
+    // 600 services (over the size that decodes on a second thread), IPv4 and IPv6, with
+    // 0 to 11 destinations each: IpvsSocket::table reads what services() and
+    // destinations() of each read.
+    let ns = TestNs::new("sys-table").unwrap();
+    let mut ipvs = socket(&ns);
+    ipvs.set_timeout(std::time::Duration::from_secs(60));
+    let mut msgs = Vec::new();
+    for i in 0..600u32 {
+        let v6 = i % 3 == 1;
+        let addr = if v6 {
+            format!("[2001:db8::{:x}]:{}", i / 100 + 1, 1000 + i % 100)
+        } else {
+            format!("198.18.{}.{}:{}", i / 250, i % 250 + 1, 80)
+        };
+        let proto = if i % 2 == 0 {
+            Protocol::TCP
+        } else {
+            Protocol::UDP
+        };
+        let svc = ServiceAttrs::addr_key(proto, addr.parse().unwrap()).with_config(
+            "wlc",
+            ServiceFlags::EMPTY,
+            0,
+        );
+        let key = svc.key();
+        msgs.push(IpvsMessage::new_service(svc));
+        for j in 0..(i % 12) {
+            let rip: std::net::SocketAddr = if v6 {
+                format!("[2001:db8:1::{:x}]:{}", j + 1, 8000 + i % 100)
+                    .parse()
+                    .unwrap()
+            } else {
+                (
+                    [198, 19, (i % 250) as u8, j as u8 + 1],
+                    8000 + (i / 250) as u16,
+                )
+                    .into()
+            };
+            let d = DestAttrs::key_of(rip).with_config(ForwardMethod::MASQ, j + 1);
+            msgs.push(IpvsMessage::new_dest(key.clone(), d));
+        }
+    }
+    let report = ipvs.batch(&msgs, &BatchOptions::default()).unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures.first());
+    let per_call: Vec<(ServiceAttrs, Vec<DestAttrs>)> = ipvs
+        .services()
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let d = ipvs.destinations(&s).unwrap();
+            (s, d)
+        })
+        .collect();
+    assert_eq!(per_call.len(), 600);
+    let dests: usize = per_call.iter().map(|(_, d)| d.len()).sum();
+    assert_eq!(dests, (0..600).map(|i| (i % 12) as usize).sum::<usize>());
+    assert_eq!(ipvs.table().unwrap(), per_call);
+    assert_eq!(ipvs.table_with_decoder_thread().unwrap(), per_call);
+
+    // A writer adds and deletes a destination of one service while the table is
+    // read three times: every read succeeds, and the other services read as before.
+    // (Not services: the kernel resumes a service dump at a position counted over every
+    // namespace, so adding and deleting services here would shift the service dumps of
+    // the tests running beside this one; see ipvs-sys's services().)
+    // An IPv4 service (a NAT destination must have its service's family).
+    let k = per_call
+        .iter()
+        .position(|(s, _)| s.addr.is_some_and(|a| a.is_ipv4()))
+        .unwrap();
+    let first = per_call[k].0.key();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut w = socket(&ns);
+            let d = DestAttrs::key_of("198.51.100.1:80".parse().unwrap())
+                .with_config(ForwardMethod::MASQ, 1);
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                w.execute(&IpvsMessage::new_dest(first.clone(), d.clone()))
+                    .unwrap();
+                w.execute(&IpvsMessage::del_dest(first.clone(), d.key()))
+                    .unwrap();
+                rounds += 1;
+            }
+            rounds
+        });
+        for i in 0..4 {
+            let t = if i % 2 == 0 {
+                ipvs.table().unwrap()
+            } else {
+                ipvs.table_with_decoder_thread().unwrap()
+            };
+            assert_eq!(t.len(), 600);
+            assert_eq!(t[k].0, per_call[k].0);
+            let others = |v: &[(ServiceAttrs, Vec<DestAttrs>)]| {
+                let mut v = v.to_vec();
+                v.remove(k);
+                v
+            };
+            assert_eq!(others(&t), others(&per_call));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(writer.join().unwrap() > 0);
+    });
+}

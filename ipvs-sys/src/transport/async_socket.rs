@@ -1,7 +1,7 @@
 //! The async (tokio) socket: [`AsyncIpvsSocket`].
 
 use super::exchange::{AckMode, Chunk};
-use super::{BatchOptions, BatchReport, IpvsSocket, TransportError, ops};
+use super::{BatchOptions, BatchReport, Collector, IpvsSocket, TransportError, ops};
 use crate::daemon::DaemonAttrs;
 use crate::dest::DestAttrs;
 use crate::info::InfoAttrs;
@@ -90,7 +90,18 @@ impl AsyncIpvsSocket {
     ) -> Result<(Chunk, usize), TransportError> {
         let inner = self.io.get_mut();
         let (mut chunk, count) = inner.send_chunk(msgs, max_count, max_bytes, ack, op)?;
-        let timeout = inner.timeout;
+        self.wait(&mut chunk, op).await?;
+        Ok((chunk, count))
+    }
+
+    /// Receives until `replies` is complete, for at most the timeout.
+    async fn wait(
+        &mut self,
+        replies: &mut impl Collector,
+        op: &'static str,
+    ) -> Result<(), TransportError> {
+        let timeout = self.io.get_ref().timeout;
+        let chunk = replies;
         let wait = async {
             while !chunk.is_complete() {
                 // The reply is usually queued already (see IpvsSocket::recv): try first,
@@ -98,7 +109,7 @@ impl AsyncIpvsSocket {
                 let inner = self.io.get_mut();
                 match inner.try_recv() {
                     Ok(n) => {
-                        inner.feed(&mut chunk, n, op)?;
+                        inner.feed(chunk, n, op)?;
                         continue;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -111,7 +122,7 @@ impl AsyncIpvsSocket {
                     .await
                     .map_err(|source| TransportError::Io { op, source })?;
                 match guard.try_io(|io| io.get_mut().try_recv()) {
-                    Ok(Ok(n)) => guard.get_inner().feed(&mut chunk, n, op)?,
+                    Ok(Ok(n)) => guard.get_inner().feed(chunk, n, op)?,
                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Ok(Err(source)) => return Err(TransportError::Io { op, source }),
                     Err(_would_block) => {}
@@ -121,8 +132,7 @@ impl AsyncIpvsSocket {
         };
         tokio::time::timeout(timeout, wait)
             .await
-            .map_err(|_| TransportError::Timeout { op, timeout })??;
-        Ok((chunk, count))
+            .map_err(|_| TransportError::Timeout { op, timeout })?
     }
 
     async fn exchange_one(&mut self, msg: &IpvsMessage) -> Result<Chunk, TransportError> {
@@ -190,9 +200,27 @@ impl AsyncIpvsSocket {
         &mut self,
         service: &ServiceAttrs,
     ) -> Result<Vec<DestAttrs>, TransportError> {
-        Ok(ops::dests_of(
-            self.dump(&IpvsMessage::dump_dests(service.key())).await?,
-        ))
+        let msg = IpvsMessage::dump_dests(service.key());
+        let op = super::error::operation(msg.command);
+        for _ in 0..ops::DUMP_ATTEMPTS {
+            let mut dump = self.io.get_mut().send_dest_dump(&msg, op)?;
+            self.wait(&mut dump, op).await?;
+            if let Some(dump) = ops::dest_dump_result(&msg, dump)? {
+                return ops::decode_dests(&dump, self.family_id(), service.af);
+            }
+        }
+        Err(ops::dump_interrupted(&msg))
+    }
+
+    /// Every service with its destinations; see [`IpvsSocket::table`].
+    pub async fn table(&mut self) -> Result<Vec<(ServiceAttrs, Vec<DestAttrs>)>, TransportError> {
+        let services = self.services().await?;
+        let mut table = Vec::with_capacity(services.len());
+        for s in services {
+            let dests = self.destinations(&s).await?;
+            table.push((s, dests));
+        }
+        Ok(table)
     }
 
     /// The running sync daemons.
