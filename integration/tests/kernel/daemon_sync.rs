@@ -10,6 +10,20 @@ fn daemons(ns: &TestNs) -> String {
     ns.run("ipvsadm", &["-L", "--daemon"]).unwrap()
 }
 
+/// Waits (at most `within`) until `ipvsadm -L --daemon` in `ns` satisfies `ok`; fails
+/// with that output and `d`'s log.
+fn wait_daemons(ns: &TestNs, d: &Daemon, within: Duration, ok: impl Fn(&str) -> bool) {
+    let start = Instant::now();
+    loop {
+        let now = daemons(ns);
+        if ok(&now) {
+            return;
+        }
+        assert!(start.elapsed() < within, "{now}\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A namespace with `eth0` (a veth whose peer `eth1` stays in it) up, holding `addr`.
 fn ns_with_eth0(tag: &str, addr: &str) -> TestNs {
     let ns = TestNs::new(tag).unwrap();
@@ -49,19 +63,9 @@ sync_daemon: { interface: eth0, instance: vi1, sync_id: 7 }
         "{}",
         d.log()
     );
-    let start = Instant::now();
-    loop {
-        let now = daemons(&ns);
-        if now.contains("master sync daemon (mcast=eth0, syncid=7,") && !now.contains("backup") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{now}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_daemons(&ns, &d, Duration::from_secs(10), |now| {
+        now.contains("master sync daemon (mcast=eth0, syncid=7,") && !now.contains("backup")
+    });
     let (code, log) = d.stop(Duration::from_secs(30)).unwrap();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(daemons(&ns).trim(), "", "{log}");
@@ -77,21 +81,10 @@ fn sync_daemon_without_an_instance_runs_master_and_backup() {
 sync_daemon: { interface: eth0, sync_id: 9 }
 ";
     let d = Daemon::start(&ns, config, "info").unwrap();
-    let start = Instant::now();
-    loop {
-        let now = daemons(&ns);
-        if now.contains("master sync daemon (mcast=eth0, syncid=9,")
+    wait_daemons(&ns, &d, Duration::from_secs(20), |now| {
+        now.contains("master sync daemon (mcast=eth0, syncid=9,")
             && now.contains("backup sync daemon (mcast=eth0, syncid=9,")
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{now}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let (code, log) = d.stop(Duration::from_secs(30)).unwrap();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(daemons(&ns).trim(), "", "{log}");
