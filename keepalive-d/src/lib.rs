@@ -28,8 +28,8 @@ pub enum StopMode {
     /// A hand-over to the next process of the same daemon (an upgrade by re-exec, SIGUSR2):
     /// nothing is given up. The virtual addresses, the IPVS table and the sync daemon stay
     /// as they are, no priority-0 advert and no stop command runs, and the state files stay,
-    /// so a successor started within the master-down interval resumes as Master without a
-    /// failover.
+    /// so a successor started before a peer can have taken over resumes as Master without
+    /// a failover.
     Handover,
 }
 

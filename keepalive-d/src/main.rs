@@ -89,8 +89,8 @@ enum Command {
         /// Where to listen for `status`, `reload`, `drain` and `undrain` (root only).
         #[arg(long, value_name = "PATH", default_value = keepalive_d::control::DEFAULT_SOCKET)]
         control_socket: PathBuf,
-        /// Directory of the VRRP state files: a Master killed and restarted within its
-        /// master-down interval resumes as Master without a failover.
+        /// Directory of the VRRP state files: a Master killed and restarted before a peer
+        /// can have taken over resumes as Master without a failover.
         #[arg(long, value_name = "DIR", default_value = keepalive_d::daemon::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },

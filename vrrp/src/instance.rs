@@ -532,7 +532,12 @@ impl Instance {
     /// Skew time: `(256 - priority) / 256` s in VRRPv2,
     /// `(256 - priority) * master_adver_interval / 256` in VRRPv3.
     pub fn skew_time(&self) -> Duration {
-        let weight = u128::from(256 - u16::from(self.effective_priority));
+        self.skew_for(self.effective_priority)
+    }
+
+    /// The skew time of a router with `priority` on this instance's interval.
+    fn skew_for(&self, priority: u8) -> Duration {
+        let weight = u128::from(256 - u16::from(priority));
         let base = match self.cfg.version {
             Version::V2 => Duration::from_secs(1),
             Version::V3 => self.master_adver_int,
@@ -546,6 +551,42 @@ impl Instance {
         self.master_adver_int
             .saturating_mul(3)
             .saturating_add(self.skew_time())
+    }
+
+    /// How long after its last advert a Master that stopped advertising (killed, restarted)
+    /// may still resume as Master: the master-down interval of the quickest peer, so a
+    /// resume never follows a peer's takeover. A peer declares the Master down after
+    /// `3 * interval + skew`, and the higher its priority the shorter its skew: the window
+    /// takes the skew of the higher of this instance's configured priority (a peer with a
+    /// higher one would have preempted it, unless preemption is off) and
+    /// `highest_peer_priority`, the highest priority heard from a peer (a Backup that
+    /// came back without preemption). A peer never heard with a higher priority than this
+    /// instance's makes no difference.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vrrp_proto::{Instance, InstanceConfig, Version};
+    ///
+    /// let mut cfg = InstanceConfig::new(
+    ///     51,
+    ///     Version::V2,
+    ///     "192.0.2.2".parse().unwrap(),
+    ///     vec!["192.0.2.100".parse().unwrap()],
+    /// );
+    /// cfg.priority = 100;
+    /// let vr = Instance::new(cfg.validate().unwrap());
+    /// // 3 s + (256 - 100) / 256 s
+    /// assert_eq!(vr.resume_window(None), Duration::from_micros(3_609_375));
+    /// assert_eq!(vr.resume_window(Some(50)), vr.resume_window(None));
+    /// // A peer heard with priority 150 takes over after 3 s + 106 / 256 s.
+    /// assert_eq!(vr.resume_window(Some(150)), Duration::from_nanos(3_414_062_500));
+    /// ```
+    pub fn resume_window(&self, highest_peer_priority: Option<u8>) -> Duration {
+        let quickest =
+            highest_peer_priority.map_or(self.cfg.priority, |p| p.max(self.cfg.priority));
+        self.master_adver_int
+            .saturating_mul(3)
+            .saturating_add(self.skew_for(quickest))
     }
 
     /// The advert this instance sends with `priority`.

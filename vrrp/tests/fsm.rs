@@ -118,6 +118,27 @@ fn master_down_interval_is_three_adverts_plus_skew() {
 }
 
 #[test]
+fn resume_window_ends_with_the_quickest_peers_master_down_interval() {
+    // A restarted Master may resume only while no peer can have declared it down: the
+    // peer with the highest priority (its own, or one heard from a peer) is the quickest.
+    for (version, interval) in [
+        (Version::V2, Duration::from_secs(1)),
+        (Version::V3, ms(100)),
+    ] {
+        let mut c = cfg(version, 100);
+        c.advert_interval = interval;
+        let own = inst(c.clone());
+        assert_eq!(own.resume_window(None), own.master_down_interval());
+        assert_eq!(own.resume_window(Some(20)), own.master_down_interval());
+        let mut peer = c.clone();
+        peer.priority = 150;
+        let peer = inst(peer);
+        assert_eq!(own.resume_window(Some(150)), peer.master_down_interval());
+        assert!(own.resume_window(Some(150)) < own.master_down_interval());
+    }
+}
+
+#[test]
 fn startup_non_owner_goes_backup_with_master_down_timer() {
     let mut vr = inst(cfg(Version::V3, 100));
     let a = vr.handle(Time::from_secs(5), Event::Startup);

@@ -291,39 +291,49 @@ type KnownHealth = (
     ProbeStats,
 );
 
-/// The kernel's table for some services (those read), with the active connections of
+/// The kernel's table for some services (those read), with the connection entries of
 /// each destination: what a reload or a drain check plans from.
 #[derive(Debug, Default)]
 struct KernelView {
     table: Table,
-    active: BTreeMap<(ipvs::ServiceKey, SocketAddr), u32>,
+    /// Active plus inactive connection entries of each destination. Inactive ones count:
+    /// an entry (SYN_RECV, FIN_WAIT, TIME_WAIT, a UDP "connection") outlives the deletion
+    /// of its destination, and with `expire_nodest_conn=0` (the default) the kernel drops
+    /// every packet matching it until it expires: a client that reuses its port gets no
+    /// answer (a connect that times out).
+    conns: BTreeMap<(ipvs::ServiceKey, SocketAddr), u32>,
+}
+
+/// The connection entries of one destination that keep it from being deleted.
+fn entries(d: &ipvs::DestinationStats) -> u32 {
+    d.active_conns.saturating_add(d.inactive_conns)
 }
 
 impl KernelView {
     fn from_observed(observed: Observed) -> Self {
-        let mut active = BTreeMap::new();
+        let mut conns = BTreeMap::new();
         for svc in observed.table().services() {
             let key = *svc.key();
             if let Some(stats) = observed.service_stats(&key) {
                 for (addr, d) in &stats.destinations {
-                    active.insert((key, *addr), d.active_conns);
+                    conns.insert((key, *addr), entries(d));
                 }
             }
         }
         Self {
             table: observed.into_table(),
-            active,
+            conns,
         }
     }
 
-    fn active(&self, key: &ipvs::ServiceKey, addr: SocketAddr) -> u32 {
-        self.active.get(&(*key, addr)).copied().unwrap_or(0)
+    fn conns(&self, key: &ipvs::ServiceKey, addr: SocketAddr) -> u32 {
+        self.conns.get(&(*key, addr)).copied().unwrap_or(0)
     }
 
-    /// No destination of `key` has an active connection (or it has none, or the kernel
+    /// No destination of `key` has a connection entry (or it has none, or the kernel
     /// does not have the service).
     fn idle(&self, key: &ipvs::ServiceKey) -> bool {
-        self.active
+        self.conns
             .range((*key, SocketAddr::from(([0; 4], 0)))..)
             .take_while(|((k, _), _)| k == key)
             .all(|(_, n)| *n == 0)
@@ -643,7 +653,7 @@ impl Program {
         for key in keys {
             if let Some((svc, stats)) = self.ipvs.service(key).await? {
                 for (addr, d) in &stats.destinations {
-                    view.active.insert((*key, *addr), d.active_conns);
+                    view.conns.insert((*key, *addr), entries(d));
                 }
                 view.table.set_service(svc);
             }
@@ -988,8 +998,8 @@ impl Program {
             stats,
             self.events.clone(),
         )?);
-        // Services no longer configured retire: at once if no destination has an active
-        // connection, else through a drain.
+        // Services no longer configured retire: at once if no destination has a
+        // connection entry, else through a drain.
         let (idle, busy): (BTreeSet<ipvs::ServiceKey>, BTreeSet<ipvs::ServiceKey>) =
             removed.iter().partition(|k| kernel.idle(k));
         self.retiring.extend(busy);
@@ -1025,7 +1035,7 @@ impl Program {
     }
 
     /// Reads the services with draining destinations (and the retiring ones); when no
-    /// draining destination has active connections left (or the drain timeout passed),
+    /// draining destination has connection entries left (or the drain timeout passed),
     /// deletes them, planned from that reading. The number of writes sent.
     async fn refresh_draining(&mut self) -> usize {
         if self.draining.is_empty() && self.retiring.is_empty() {
@@ -1056,7 +1066,7 @@ impl Program {
             .map(|d| (*d, self.draining.get(d).copied().unwrap_or(now)))
             .collect();
         let busy = draining.iter().any(|((key, addr), since)| {
-            kernel.active(key, *addr) > 0 && now.duration_since(*since) < DRAIN_TIMEOUT
+            kernel.conns(key, *addr) > 0 && now.duration_since(*since) < DRAIN_TIMEOUT
         });
         if busy {
             self.draining = draining;

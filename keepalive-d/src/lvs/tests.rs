@@ -11,7 +11,7 @@ use ipvs::{Forward, SchedFlags, Scheduler, Table, TunnelChecksum, TunnelKind};
 use super::desired::{
     DesiredTable, QuorumState, ServerState, next_quorum, owned_keys, service_key,
 };
-use super::{HealthTable, KernelView, Touched, adopt, restrict, touched};
+use super::{HealthTable, KernelView, Touched, adopt, entries, restrict, touched};
 use crate::config::{Quorum, VirtualServer, parse_str};
 use crate::health::{Health, ServerId};
 
@@ -428,6 +428,24 @@ fn a_reload_of_many_services_is_not_quadratic() {
 }
 
 #[test]
+fn inactive_connection_entries_keep_a_destination_too() {
+    // A closing connection (FIN_WAIT, TIME_WAIT) is an inactive entry: deleting its
+    // destination would blackhole a client reusing that port.
+    let d = ipvs::DestinationStats {
+        active_conns: 0,
+        inactive_conns: 2,
+        ..ipvs::DestinationStats::default()
+    };
+    assert_eq!(entries(&d), 2);
+    let d = ipvs::DestinationStats {
+        active_conns: u32::MAX,
+        inactive_conns: 2,
+        ..ipvs::DestinationStats::default()
+    };
+    assert_eq!(entries(&d), u32::MAX);
+}
+
+#[test]
 fn kernel_view_idle_and_restrict() {
     let mut table = Table::new();
     for k in ["tcp 192.0.2.1:80", "tcp 192.0.2.2:80", "tcp 192.0.2.3:80"] {
@@ -439,13 +457,13 @@ fn kernel_view_idle_and_restrict() {
         table: table.clone(),
         ..KernelView::default()
     };
-    view.active
+    view.conns
         .insert((key("tcp 192.0.2.1:80"), sa("10.0.0.1:80")), 0);
-    view.active
+    view.conns
         .insert((key("tcp 192.0.2.1:80"), sa("10.0.0.2:80")), 3);
-    view.active
+    view.conns
         .insert((key("tcp 192.0.2.2:80"), sa("10.0.0.1:80")), 0);
-    view.active
+    view.conns
         .insert((key("tcp 192.0.2.3:80"), sa("[2001:db8::1]:80")), 1);
     assert!(!view.idle(&key("tcp 192.0.2.1:80")));
     assert!(view.idle(&key("tcp 192.0.2.2:80")));
@@ -454,7 +472,7 @@ fn kernel_view_idle_and_restrict() {
         "IPv6 destinations count too"
     );
     assert!(view.idle(&key("tcp 192.0.2.9:80")), "not in the kernel");
-    assert_eq!(view.active(&key("tcp 192.0.2.1:80"), sa("10.0.0.2:80")), 3);
+    assert_eq!(view.conns(&key("tcp 192.0.2.1:80"), sa("10.0.0.2:80")), 3);
     let some = restrict(
         &table,
         &[key("tcp 192.0.2.2:80"), key("tcp 192.0.2.9:80")].into(),

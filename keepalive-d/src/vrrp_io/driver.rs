@@ -52,8 +52,8 @@ use super::{
 /// An instance with everything opened, ready to run.
 #[derive(Debug)]
 pub struct Prepared {
-    /// Resume as Master at once (see [`super::state_file`]).
-    pub(crate) resume: bool,
+    /// Resume as Master at once if started before this time (see [`super::state_file`]).
+    pub(crate) resume_until: Option<std::time::SystemTime>,
     /// The state file, if any.
     pub(crate) state_path: Option<std::path::PathBuf>,
     pub(crate) name: String,
@@ -444,6 +444,9 @@ impl Unit {
         }
         match inst.receive(&d.payload, &d.meta) {
             Ok(r) => {
+                if let Some(f) = &mut m.state_file {
+                    f.peer_heard(r.advert.priority);
+                }
                 if r.warnings != m.last_warnings {
                     for w in &r.warnings {
                         tracing::warn!(instance = %m.name, src = %r.src, "advert: {w:?}");
@@ -654,7 +657,12 @@ pub async fn drive(
         }
         instances.push(p.instance);
         io.push(Member {
-            resume: p.resume,
+            // Decided again here, after the sockets and interfaces are set up: the
+            // window may have passed meanwhile (a slow start), and then a peer may
+            // already be Master.
+            resume: p
+                .resume_until
+                .is_some_and(|t| std::time::SystemTime::now() < t),
             state_file: p.state_path.map(super::state_file::StateFile::new),
             notifier: Notifier::spawn(&p.name, p.notify),
             name: p.name,

@@ -616,11 +616,11 @@ fn prepare(spec: InstanceSpec) -> Result<driver::Prepared, Error> {
         .map(|_| VirtualAddress::new(valid.primary_address, 64));
     let instance = Instance::new(valid);
     let state_path = state_dir.map(|d| d.join(format!("vrrp-{name}.state")));
-    let resume = state_path
+    let resume_until = state_path
         .as_deref()
-        .is_some_and(|p| state_file::may_resume(p, instance.master_down_interval()));
+        .and_then(|p| state_file::resume_deadline(p, |peer| instance.resume_window(peer)));
     Ok(driver::Prepared {
-        resume,
+        resume_until,
         state_path,
         name,
         interface: run_on,
