@@ -107,6 +107,7 @@ pub async fn run(
     // servers answer (the kernel table adopted), watchdog pings, STOPPING=1.
     let sd = crate::sd_notify::Notifier::from_env();
     let (mut vrrp_started, vrrp_count) = (status_rx.clone(), instances.len());
+    let mut vrrp_running = status_rx.clone();
     // The IPVS connection-sync daemon follows its VRRP instance.
     let sync = {
         let settings = cfg.sync_daemon.clone();
@@ -158,6 +159,16 @@ pub async fn run(
     let lvs = async {
         if !has_lvs {
             return Ok(());
+        }
+        // VRRP first: a restarted Master must resume (advertise) before its peers'
+        // master-down interval ends, while adopting the IPVS table (a dump of every
+        // service) can wait: the kernel keeps forwarding with the table it has. On one
+        // thread, the VRRP tasks would otherwise start only after the adoption.
+        if has_vrrp {
+            tokio::select! {
+                _ = vrrp_running.wait_for(|m| m.len() >= vrrp_count) => {}
+                () = stopped(stop_rx.clone()) => {}
+            }
         }
         let r = crate::lvs::run_announcing(
             servers,

@@ -660,9 +660,17 @@ pub async fn drive(
             // Decided again here, after the sockets and interfaces are set up: the
             // window may have passed meanwhile (a slow start), and then a peer may
             // already be Master.
-            resume: p
-                .resume_until
-                .is_some_and(|t| std::time::SystemTime::now() < t),
+            resume: p.resume_until.is_some_and(|t| {
+                let late = std::time::SystemTime::now().duration_since(t).ok();
+                if let Some(late) = late {
+                    tracing::info!(
+                        instance = %p.name,
+                        ?late,
+                        "was Master, but start-up took too long to resume: a peer may have taken over"
+                    );
+                }
+                late.is_none()
+            }),
             state_file: p.state_path.map(super::state_file::StateFile::new),
             notifier: Notifier::spawn(&p.name, p.notify),
             name: p.name,

@@ -38,10 +38,20 @@ pub fn resume_deadline(
         return None;
     }
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-    let deadline = modified.checked_add(window(peer))?;
+    let window = window(peer);
+    let deadline = modified.checked_add(window)?;
     // A file stamped in the future (the clock stepped back) is not trusted.
     let now = SystemTime::now();
-    (modified <= now && now < deadline).then_some(deadline)
+    if modified <= now && now < deadline {
+        return Some(deadline);
+    }
+    tracing::info!(
+        file = %path.display(),
+        last_advert_ago = ?now.duration_since(modified).ok(),
+        ?window,
+        "was Master, but not recently enough to resume: a peer may have taken over"
+    );
+    None
 }
 
 /// The state file of one running instance.
