@@ -540,7 +540,7 @@ fn whole_table_read_matches_per_call_reads_also_with_a_concurrent_writer() {
     let dests: usize = per_call.iter().map(|(_, d)| d.len()).sum();
     assert_eq!(dests, (0..600).map(|i| (i % 12) as usize).sum::<usize>());
     assert_eq!(ipvs.table().unwrap(), per_call);
-    assert_eq!(ipvs.table_with_decoder_thread().unwrap(), per_call);
+    assert_eq!(ipvs.table_single_thread().unwrap(), per_call);
 
     // A writer adds and deletes a destination of one service while the table is
     // read three times: every read succeeds, and the other services read as before.
@@ -573,7 +573,7 @@ fn whole_table_read_matches_per_call_reads_also_with_a_concurrent_writer() {
             let t = if i % 2 == 0 {
                 ipvs.table().unwrap()
             } else {
-                ipvs.table_with_decoder_thread().unwrap()
+                ipvs.table_single_thread().unwrap()
             };
             assert_eq!(t.len(), 600);
             assert_eq!(t[k].0, per_call[k].0);

@@ -525,8 +525,16 @@ impl IpvsSocket {
 
     /// Every service with its destinations, all with their statistics: the whole table,
     /// as [`services`](Self::services) and then [`destinations`](Self::destinations) of
-    /// each would read it (one service dump, one destination dump per service), decoded
-    /// on the calling thread.
+    /// each would read it (one service dump, one destination dump per service).
+    ///
+    /// The fastest way to read a large table: with a few hundred services or more, on a
+    /// machine with more than one CPU, the destination dumps are decoded on a second
+    /// thread while this one waits for the kernel to fill the next dump (inside
+    /// `sendmsg`/`recvmsg`). Measured in the lab (10,000 services x 10 destinations,
+    /// BENCHMARKS.md) on a quiet machine: 1.18-1.22x the cost of the raw dump (receiving
+    /// without decoding) against 1.25-1.39x decoded on one thread, for 40-50% more CPU
+    /// time. Smaller tables, a single CPU, or a thread that cannot be started: decoded on
+    /// the calling thread, as [`table_single_thread`](Self::table_single_thread) does.
     ///
     /// ```no_run
     /// let mut ipvs = ipvs_sys::transport::IpvsSocket::open()?;
@@ -537,23 +545,9 @@ impl IpvsSocket {
     /// ```
     pub fn table(&mut self) -> Result<Vec<(ServiceAttrs, Vec<DestAttrs>)>, TransportError> {
         let services = self.services()?;
-        self.table_inline(services)
-    }
-
-    /// [`table`](Self::table), with the destination entries of a table of a few hundred
-    /// services or more decoded on a second thread while this one waits for the kernel
-    /// to fill the next dump (inside `sendmsg`/`recvmsg`). Smaller tables, or a thread
-    /// that cannot be started, are decoded on the calling thread.
-    ///
-    /// Measured in the lab (10,000 services x 10 destinations, 2 vCPUs on a loaded
-    /// 2-core host, BENCHMARKS.md): no faster than [`table`](Self::table) and about 18%
-    /// more CPU time, so it is not the default; it may pay on a machine with an idle
-    /// core.
-    pub fn table_with_decoder_thread(
-        &mut self,
-    ) -> Result<Vec<(ServiceAttrs, Vec<DestAttrs>)>, TransportError> {
-        let services = self.services()?;
-        if services.len() < TABLE_PIPELINE_MIN_SERVICES {
+        if services.len() < TABLE_PIPELINE_MIN_SERVICES
+            || std::thread::available_parallelism().is_ok_and(|n| n.get() < 2)
+        {
             return self.table_inline(services);
         }
         let family_id = self.family_id;
@@ -612,6 +606,22 @@ impl IpvsSocket {
             }
             Ok(services.into_iter().zip(decoded).collect())
         })
+    }
+
+    /// [`table`](Self::table) decoded on the calling thread whatever the size of the
+    /// table: the least CPU time, for a caller that prefers it to the shortest time.
+    ///
+    /// ```no_run
+    /// let mut ipvs = ipvs_sys::transport::IpvsSocket::open()?;
+    /// let table = ipvs.table_single_thread()?;
+    /// println!("{} services", table.len());
+    /// # Ok::<(), ipvs_sys::transport::TransportError>(())
+    /// ```
+    pub fn table_single_thread(
+        &mut self,
+    ) -> Result<Vec<(ServiceAttrs, Vec<DestAttrs>)>, TransportError> {
+        let services = self.services()?;
+        self.table_inline(services)
     }
 
     fn table_inline(
