@@ -549,8 +549,20 @@ fn same_config(a: &Service, b: &Service) -> bool {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
-    let mut add_services = Vec::new();
-    let mut dest_changes = Vec::new();
+    // The operations in their final order, in one vector sized up front: the service
+    // adds first, then the destination changes. A restore of 100,000 destinations
+    // plans 110,000 operations (15 MB); growing and then concatenating vectors of them
+    // copied them twice and touched twice the memory.
+    let dests: usize = desired.services().map(|s| s.destinations().len()).sum();
+    let mut ops = Vec::with_capacity(desired.len() + dests);
+    ops.extend(
+        desired
+            .services()
+            .filter(|want| current.service(want.key()).is_none())
+            .map(|want| Op::AddService(config_only(want))),
+    );
+    let adds = ops.len();
+    let dest_changes = &mut ops;
     let mut edit_services = Vec::new();
     let mut delete_dests = Vec::new();
     let mut delete_services = Vec::new();
@@ -560,7 +572,6 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
     for want in desired.services() {
         let key = *want.key();
         let Some(have) = current.service(&key) else {
-            add_services.push(Op::AddService(config_only(want)));
             for d in want.destinations() {
                 dest_changes.push(Op::AddDestination {
                     service: key,
@@ -630,7 +641,7 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
     // (only then: the others are in key order already, and a plan can be 100,000
     // operations long).
     if removed_drains {
-        dest_changes.sort_by_key(|op| match op {
+        dest_changes[adds..].sort_by_key(|op| match op {
             Op::AddDestination { service, .. }
             | Op::EditDestination { service, .. }
             | Op::DrainDestination { service, .. } => Some(*service),
@@ -639,8 +650,6 @@ pub fn plan(current: &Table, desired: &Table, opts: &ApplyOptions) -> Plan {
         draining.sort();
     }
 
-    let mut ops = add_services;
-    ops.append(&mut dest_changes);
     ops.append(&mut edit_services);
     ops.append(&mut delete_dests);
     ops.append(&mut delete_services);

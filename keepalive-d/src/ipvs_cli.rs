@@ -57,7 +57,10 @@ fn open() -> Result<Ipvs, String> {
 
 /// `ipvs restore`: parse stdin first (nothing is written on a bad line), then one batch.
 fn restore(dry_run: bool) -> Result<ExitCode, String> {
-    let mut text = String::new();
+    // Sized up front when stdin is a file (`< rules`): a restore of 100,000 lines is
+    // 5.5 MB, which a growing buffer would copy about twice over.
+    let size = std::fs::metadata("/dev/stdin").map_or(0, |m| m.len());
+    let mut text = String::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
     std::io::stdin()
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read stdin: {e}"))?;
@@ -92,7 +95,11 @@ fn restore(dry_run: bool) -> Result<ExitCode, String> {
         report.applied().count(),
         report.not_sent()
     );
-    Ok(if report.is_complete() {
+    let complete = report.is_complete();
+    // The process ends now: freeing a table and a plan of 110,000 entries piece by piece
+    // only delays its exit (the kernel takes the memory back at once).
+    std::mem::forget((report, table, text));
+    Ok(if complete {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
