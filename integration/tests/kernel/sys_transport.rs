@@ -200,6 +200,13 @@ fn batch_reports_each_failure_with_its_item_in_both_ack_modes() {
             (report.handled, report.not_sent, report.failures.len()),
             (16, 24, 1)
         );
+        // A chunk was encoded ahead (a batch of more than one chunk is encoded on a
+        // second thread) and never sent: the socket goes on.
+        ipvs.execute(&IpvsMessage::flush()).unwrap();
+        assert_eq!(ipvs.services().unwrap().len(), 0);
+        let report = ipvs.batch(&msgs, &opts).unwrap();
+        assert_eq!(report.failures.len(), 2);
+        assert_eq!(ipvs.services().unwrap().len(), 38);
     }
 }
 
