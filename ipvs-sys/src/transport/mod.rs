@@ -367,14 +367,7 @@ impl IpvsSocket {
         );
         let sent = match encoded {
             Ok(count) => self.send(&buf, op).map(|()| count),
-            Err((i, source)) => {
-                let m = msgs.get(i);
-                Err(TransportError::Encode {
-                    op: m.map_or(op, |m| error::operation(m.command)),
-                    object: m.map(error::describe).unwrap_or_default(),
-                    source,
-                })
-            }
+            Err((i, source)) => Err(encode_error(msgs, i, op, source)),
         };
         self.send_buf = buf;
         let count = sent?;
@@ -531,14 +524,8 @@ impl IpvsSocket {
             // at its next chunk, before the scope joins it.
             let mut report = BatchReport::default();
             for item in rx {
-                let (buf, seq, start, count) = item.map_err(|(i, source)| {
-                    let m = msgs.get(i);
-                    TransportError::Encode {
-                        op: m.map_or("batch", |m| error::operation(m.command)),
-                        object: m.map(error::describe).unwrap_or_default(),
-                        source,
-                    }
-                })?;
+                let (buf, seq, start, count) =
+                    item.map_err(|(i, source)| encode_error(msgs, i, "batch", source))?;
                 debug_assert_eq!(start, report.handled);
                 self.send(&buf, "batch")?;
                 self.seq = seq.wrapping_add(u32::try_from(count).unwrap_or(u32::MAX));
@@ -727,6 +714,22 @@ impl IpvsSocket {
     /// The TCP, TCP FIN and UDP timeouts, in seconds.
     pub fn timeouts(&mut self) -> Result<(u32, u32, u32), TransportError> {
         ops::timeouts_of(self.get(&IpvsMessage::get_config())?)
+    }
+}
+
+/// Message `i` of `msgs` does not encode: the error names its operation and object
+/// (`op` if there is no such message).
+fn encode_error(
+    msgs: &[IpvsMessage],
+    i: usize,
+    op: &'static str,
+    source: crate::Error,
+) -> TransportError {
+    let m = msgs.get(i);
+    TransportError::Encode {
+        op: m.map_or(op, |m| error::operation(m.command)),
+        object: m.map(error::describe).unwrap_or_default(),
+        source,
     }
 }
 
