@@ -3,7 +3,7 @@
 //! multipath route, stop it. Dropping a [`Bird`] kills the process (by PID) and removes
 //! its files.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -66,17 +66,17 @@ impl Bird {
     /// every address of `peers` are Up (`birdc show bfd sessions`); how long it took, or
     /// an error with the last output. A BGP session that BFD does not watch yet falls
     /// back on the hold time.
-    pub fn wait_bfd_up(
+    pub fn wait_bfd_up<A: Into<IpAddr> + Copy + std::fmt::Debug>(
         &self,
         ns: &TestNs,
-        peers: &[Ipv4Addr],
+        peers: &[A],
         within: Duration,
     ) -> Result<Duration, CmdError> {
         let start = Instant::now();
         loop {
             let out = self.birdc(ns, &["show", "bfd", "sessions"])?;
             let up = bfd_up(&out);
-            if peers.iter().all(|p| up.contains(&IpAddr::V4(*p))) {
+            if peers.iter().all(|p| up.contains(&(*p).into())) {
                 return Ok(start.elapsed());
             }
             if start.elapsed() >= within {
@@ -119,7 +119,8 @@ impl Drop for Bird {
 /// them: one gateway for a plain route, each `nexthop via` of a multipath route; empty
 /// when there is no route to exactly `dst`.
 pub fn next_hops(ns: &TestNs, dst: IpAddr) -> Result<Vec<IpAddr>, CmdError> {
-    let out = ns.run("ip", &["route", "show", "exact", &dst.to_string()])?;
+    let family = if dst.is_ipv4() { "-4" } else { "-6" };
+    let out = ns.run("ip", &[family, "route", "show", "exact", &dst.to_string()])?;
     Ok(parse_next_hops(&out))
 }
 
@@ -152,13 +153,13 @@ pub fn bfd_up(out: &str) -> Vec<IpAddr> {
 
 /// Waits (at most `within`, polling every 20 ms) until the next hops of `dst` in `ns`
 /// are exactly `want` (in any order); how long it took, or an error with the last ones.
-pub fn wait_next_hops(
+pub fn wait_next_hops<A: Into<IpAddr> + Copy>(
     ns: &TestNs,
     dst: IpAddr,
-    want: &[Ipv4Addr],
+    want: &[A],
     within: Duration,
 ) -> Result<Duration, CmdError> {
-    let mut want: Vec<IpAddr> = want.iter().map(|a| IpAddr::V4(*a)).collect();
+    let mut want: Vec<IpAddr> = want.iter().map(|a| (*a).into()).collect();
     want.sort();
     let start = Instant::now();
     loop {

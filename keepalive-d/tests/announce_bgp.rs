@@ -9,9 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipvs_integration::bird::{Bird, wait_next_hops};
 use ipvs_integration::netns::TestNs;
@@ -21,6 +21,8 @@ use keepalive_d::config::BgpSettings;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+const ROUTER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x254);
 
 fn set(addrs: &[&str]) -> BTreeSet<IpAddr> {
     addrs.iter().map(|a| a.parse().unwrap()).collect()
@@ -152,23 +154,27 @@ fn with_bfd_a_silent_director_leaves_the_route_in_bfd_time() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The example's BIRD files, from `bfd_dir` (BFD enabled) or as shipped.
+/// The example's BIRD files, from `bfd_dir` (BFD enabled) or as shipped. Every step is
+/// checked for an IPv4 and an IPv6 virtual IP (each family over a BGP session of its
+/// own, as in the files).
 fn run_example(bfd_dir: Option<&std::path::Path>) {
     let conf = |file: &str| bfd_dir.map_or_else(|| example(file), |d| d.join(file));
     let seg = Segment::new(if bfd_dir.is_some() { "bfd" } else { "bgp" }, 4).unwrap();
     let router = &seg.nodes[0].ns;
     let directors: Vec<&TestNs> = seg.nodes[1..].iter().map(|n| &n.ns).collect();
-    let addr = |i: usize| Ipv4Addr::new(10, 0, 0, 1 + i as u8);
-    router
-        .run(
+    let addr4 = |i: usize| IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1 + i as u8));
+    let addr6 = |i: usize| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1 + i as u16));
+    for (ns, v4, v6) in std::iter::once((router, IpAddr::V4(ROUTER), IpAddr::V6(ROUTER6))).chain(
+        directors
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (*d, addr4(i), addr6(i))),
+    ) {
+        ns.run("ip", &["addr", "add", &format!("{v4}/24"), "dev", "eth0"])
+            .unwrap();
+        ns.run(
             "ip",
-            &["addr", "add", &format!("{ROUTER}/24"), "dev", "eth0"],
-        )
-        .unwrap();
-    for (i, d) in directors.iter().enumerate() {
-        d.run(
-            "ip",
-            &["addr", "add", &format!("{}/24", addr(i)), "dev", "eth0"],
+            &["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"],
         )
         .unwrap();
     }
@@ -185,11 +191,10 @@ fn run_example(bfd_dir: Option<&std::path::Path>) {
                 .unwrap()
         })
         .collect();
-    let vip = set(&["10.0.0.100"]);
+    let vips = set(&["10.0.0.100", "2001:db8::100"]);
     for t in &mut tables {
-        t.sync(&vip).1.unwrap();
+        t.sync(&vips).1.unwrap();
     }
-    let all = [addr(0), addr(1), addr(2)];
     let logs = |birds: &[Option<Bird>]| {
         let mut s = format!("router:\n{}", router_bird.log());
         for b in birds.iter().flatten() {
@@ -197,63 +202,62 @@ fn run_example(bfd_dir: Option<&std::path::Path>) {
         }
         s
     };
-    let up = wait_next_hops(router, IpAddr::V4(VIP), &all, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
-    println!("three directors in the multipath route {up:?} after the routes were added");
+    // Until the router's routes to both virtual IPs go exactly over the directors
+    // `which`; how long until both are.
+    let wait = |which: &[usize], within: Duration, birds: &[Option<Bird>]| {
+        let start = Instant::now();
+        let v4: Vec<IpAddr> = which.iter().map(|&i| addr4(i)).collect();
+        let v6: Vec<IpAddr> = which.iter().map(|&i| addr6(i)).collect();
+        wait_next_hops(router, IpAddr::V4(VIP), &v4, within)
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(birds)));
+        wait_next_hops(router, IpAddr::V6(VIP6), &v6, within)
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(birds)));
+        start.elapsed()
+    };
+    let up = wait(&[0, 1, 2], Duration::from_secs(30), &birds);
+    println!("three directors in both multipath routes {up:?} after the routes were added");
 
-    // Quorum lost on director 2: its route is removed, BIRD withdraws it.
+    // Quorum lost on director 2: its routes are removed, BIRD withdraws them.
     tables[1].sync(&BTreeSet::new()).1.unwrap();
-    let withdrawn = wait_next_hops(
-        router,
-        IpAddr::V4(VIP),
-        &[addr(0), addr(2)],
-        Duration::from_secs(5),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
-    println!("withdrawn route: director gone from the router's route in {withdrawn:?}");
+    let withdrawn = wait(&[0, 2], Duration::from_secs(5), &birds);
+    println!("withdrawn routes: director gone from the router's routes in {withdrawn:?}");
     assert!(withdrawn < Duration::from_secs(2), "{withdrawn:?}");
 
     // Back in quorum.
-    tables[1].sync(&vip).1.unwrap();
-    wait_next_hops(router, IpAddr::V4(VIP), &all, Duration::from_secs(10)).unwrap();
+    tables[1].sync(&vips).1.unwrap();
+    wait(&[0, 1, 2], Duration::from_secs(10), &birds);
 
     // Director 3's node dies without a word (its link goes down). Without BFD the
     // router's hold timer (3 s) notices; with BFD (3 x 100 ms), well before, once its
-    // session is Up (BIRD starts BFD after the BGP session is established).
+    // sessions are Up (BIRD starts BFD after a BGP session is established).
     if bfd_dir.is_some() {
+        let peers: Vec<IpAddr> = (0..3).flat_map(|i| [addr4(i), addr6(i)]).collect();
         let bfd = router_bird
-            .wait_bfd_up(router, &all, Duration::from_secs(10))
+            .wait_bfd_up(router, &peers, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
         println!("BFD sessions with the three directors Up {bfd:?} later");
     }
     directors[2]
         .run("ip", &["link", "set", "eth0", "down"])
         .unwrap();
-    let dead = wait_next_hops(
-        router,
-        IpAddr::V4(VIP),
-        &[addr(0), addr(1)],
-        Duration::from_secs(10),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
+    let dead = wait(&[0, 1], Duration::from_secs(10), &birds);
     if bfd_dir.is_some() {
-        println!("silent director gone from the router's route in {dead:?} (BFD 3 x 100 ms)");
+        println!("silent director gone from the router's routes in {dead:?} (BFD 3 x 100 ms)");
         assert!(
             dead < Duration::from_millis(1500),
             "{dead:?}: BGP's hold time rather than BFD's detection time?\n{}",
             logs(&birds)
         );
     } else {
-        println!("silent director gone from the router's route in {dead:?} (hold time 3 s)");
+        println!("silent director gone from the router's routes in {dead:?} (hold time 3 s)");
         assert!(dead <= Duration::from_secs(5), "{dead:?}");
     }
 
-    // Director 1's BIRD stops (SIGTERM): it closes its session, the route goes at once.
+    // Director 1's BIRD stops (SIGTERM): it closes its sessions, the routes go at once.
     if let Some(b) = birds[0].take() {
         b.stop(Duration::from_secs(5));
     }
-    let stopped = wait_next_hops(router, IpAddr::V4(VIP), &[addr(1)], Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&birds)));
-    println!("stopped BIRD: director gone from the router's route in {stopped:?}");
+    let stopped = wait(&[1], Duration::from_secs(5), &birds);
+    println!("stopped BIRD: director gone from the router's routes in {stopped:?}");
     assert!(stopped < Duration::from_secs(2), "{stopped:?}");
 }
