@@ -76,7 +76,7 @@ impl Daemon {
 }
 
 /// The options of a side-by-side benchmark that pick the daemons and their binaries.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DaemonArgs {
     /// keepalive-d binary (default: `keepalive-d` next to this binary).
     #[arg(long, value_name = "PATH")]

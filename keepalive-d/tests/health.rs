@@ -16,6 +16,7 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record};
 use keepalive_d::config::{
     BodyPattern, Check, CheckKind, Command, DnsCheck, DnsRecordType, DnsTransport, HttpCheck,
+    TcpCheck,
 };
 use keepalive_d::health::{
     Checkers, Health, HealthError, ProbeOutcome, ProbeStats, ServerId, Target, Transition,
@@ -96,7 +97,7 @@ async fn tcp_up_on_ipv4_and_ipv6() {
     for bind in ["127.0.0.1:0", "[::1]:0"] {
         let listener = TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let out = probe(addr, CheckKind::Tcp, ms(500)).await;
+        let out = probe(addr, CheckKind::Tcp(TcpCheck::default()), ms(500)).await;
         assert!(out.ok, "{bind}: {out:?}");
         assert_eq!(out.detail, "connected");
         assert!(out.latency < ms(500));
@@ -107,7 +108,7 @@ async fn tcp_up_on_ipv4_and_ipv6() {
 async fn tcp_from_a_source_address_and_to_check_port() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut c = check(CheckKind::Tcp, ms(500));
+    let mut c = check(CheckKind::Tcp(TcpCheck::default()), ms(500));
     c.source = Some("127.0.0.1".parse().unwrap());
     c.port = Some(port);
     // The real server's own port (1) is not where the check goes.
@@ -125,7 +126,7 @@ async fn tcp_refused() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap()
     };
-    let out = probe(addr, CheckKind::Tcp, ms(500)).await;
+    let out = probe(addr, CheckKind::Tcp(TcpCheck::default()), ms(500)).await;
     assert!(!out.ok);
     assert!(
         out.detail.starts_with(&format!("connect to {addr}: ")) && out.detail.contains("refused"),
@@ -152,7 +153,7 @@ async fn tcp_hang_costs_one_timeout() {
     }
     assert!(!fillers.is_empty());
     let start = Instant::now();
-    let out = probe(addr, CheckKind::Tcp, ms(200)).await;
+    let out = probe(addr, CheckKind::Tcp(TcpCheck::default()), ms(200)).await;
     let took = start.elapsed();
     assert!(!out.ok, "{out:?}");
     assert_eq!(out.detail, "timed out after 200ms");
@@ -989,7 +990,7 @@ async fn checkers_follow_a_server_that_goes_away_and_comes_back() {
     let accepted = Arc::new(AtomicUsize::new(0));
     let server = count_accepts(listener, accepted.clone());
 
-    let mut c = check(CheckKind::Tcp, ms(50));
+    let mut c = check(CheckKind::Tcp(TcpCheck::default()), ms(50));
     c.interval = ms(50);
     c.rise = 2;
     c.fall = 3;
@@ -1055,7 +1056,7 @@ async fn checkers_with_a_known_initial_state_report_only_changes() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap()
     };
-    let mut c = check(CheckKind::Tcp, ms(50));
+    let mut c = check(CheckKind::Tcp(TcpCheck::default()), ms(50));
     c.interval = ms(50);
     c.fall = 2;
     let mut t = target(addr, c.clone());
@@ -1099,7 +1100,7 @@ async fn checkers_spread_the_first_probes_over_the_interval() {
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let server = count_accepts(listener, accepted.clone());
-    let mut c = check(CheckKind::Tcp, ms(100));
+    let mut c = check(CheckKind::Tcp(TcpCheck::default()), ms(100));
     c.interval = Duration::from_secs(1);
     let targets: Vec<Target> = (0..4)
         .map(|server| Target {
@@ -1141,7 +1142,7 @@ async fn checkers_count_every_probe_by_result_with_its_latency() {
     };
     let accepted = Arc::new(AtomicUsize::new(0));
     let server = count_accepts(listener, accepted.clone());
-    let mut c = check(CheckKind::Tcp, ms(20));
+    let mut c = check(CheckKind::Tcp(TcpCheck::default()), ms(20));
     c.interval = ms(20);
     let other = ServerId {
         service: 0,
@@ -1203,7 +1204,7 @@ async fn spawn_rejects_what_it_can_know_in_advance() {
     let (tx, _rx) = unbounded_channel();
     let t = target(
         "127.0.0.1:80".parse().unwrap(),
-        check(CheckKind::Tcp, ms(100)),
+        check(CheckKind::Tcp(TcpCheck::default()), ms(100)),
     );
 
     let err = Checkers::spawn(vec![t.clone(), t.clone()], tx.clone()).unwrap_err();

@@ -146,7 +146,7 @@ proptest! {
                     (Some((kind, interval, timeout, rise, fall)), Some(check)) => {
                         let kind_ok = matches!(
                             (kind, &check.kind),
-                            ("tcp", CheckKind::Tcp) | ("http", CheckKind::Http(_)) | ("https", CheckKind::Https(_))
+                            ("tcp", CheckKind::Tcp(_)) | ("http", CheckKind::Http(_)) | ("https", CheckKind::Https(_))
                         );
                         prop_assert!(kind_ok);
                         prop_assert_eq!(check.interval, Duration::from_millis(interval));

@@ -16,6 +16,10 @@
 //! - `unreachable`: a `prohibit` route, so connect(2) itself fails at once (EACCES), as
 //!   when the director has lost its route to the servers.
 //!
+//! keepalive-d's checks use its default `close: reset` (each connection ends with a
+//! reset); `--daemons keepalived,keepalive-d,keepalive-d+fin` adds a run with `close: fin`,
+//! which ends them like keepalived (FIN, TIME_WAIT on the director).
+//!
 //! Needs root and IPVS: run it in the lab (BENCHMARKS.md has the command and results).
 
 use clap::Parser;
@@ -120,10 +124,27 @@ fn main() -> Result<(), BoxError> {
     let addrs: Vec<SocketAddrV4> = (0..a.servers).map(Layout::rip).collect();
     let listener = Listener::start(&ns, &addrs)?;
     let mut results = Vec::new();
-    for (daemon, path) in a.daemons.list()? {
-        let mut r = run_daemon(&a, &layout, &ns, &listener, &daemon, &work)?;
+    // `keepalive-d+fin` in the list: keepalive-d with `close: fin` on its checks.
+    let fin: Vec<bool> = a
+        .daemons
+        .daemons
+        .iter()
+        .map(|s| s.split('@').next().is_some_and(|k| k.ends_with(FIN_SUFFIX)))
+        .collect();
+    let mut plain = a.daemons.clone();
+    plain.daemons = plain
+        .daemons
+        .iter()
+        .map(|s| s.replacen(FIN_SUFFIX, "", 1))
+        .collect();
+    for ((daemon, path), fin) in plain.list()?.into_iter().zip(fin) {
+        let close = if fin { "fin" } else { "reset" };
+        let mut r = run_daemon(&a, &layout, &ns, &listener, &daemon, close, &work)?;
         if let Some(path) = path {
             r.version = format!("{}, {path}", r.version);
+        }
+        if fin {
+            r.version = format!("{}, close: fin", r.version);
         }
         ns.run("ipvsadm", &["-C"])?;
         results.push(r);
@@ -213,14 +234,14 @@ impl Layout {
         s
     }
 
-    fn keepalive_d_yaml(&self, fall: u32) -> String {
+    fn keepalive_d_yaml(&self, fall: u32, close: &str) -> String {
         let mut s = String::from("virtual_servers:\n");
         for v in 0..self.services {
             let _ = writeln!(
                 s,
                 "  - name: vs{v}\n    vip: {}\n    protocol: tcp\n    scheduler: rr\n    \
                  forward: nat\n    check: {{ type: tcp, interval: {}s, timeout: {}s, rise: 1, \
-                 fall: {fall} }}\n    real_servers:",
+                 fall: {fall}, close: {close} }}\n    real_servers:",
                 Self::vip(v),
                 INTERVAL.as_secs(),
                 TIMEOUT.as_secs()
@@ -233,9 +254,15 @@ impl Layout {
     }
 }
 
-/// Writes the configuration and starts `daemon` in `ns`, output to `log`.
+/// The `--daemons` suffix for keepalive-d with `close: fin` (keepalived's way of
+/// ending a check's connection) instead of its default `close: reset`.
+const FIN_SUFFIX: &str = "+fin";
+
+/// Writes the configuration and starts `daemon` in `ns`, output to `log` (keepalive-d's
+/// TCP checks end their connections with `close`).
 fn spawn(
     daemon: &Daemon,
+    close: &str,
     a: &Args,
     layout: &Layout,
     ns: &TestNs,
@@ -251,7 +278,7 @@ fn spawn(
         }
         Daemon::KeepaliveD(_) => {
             let conf = work.join("keepalive-d.yaml");
-            std::fs::write(&conf, layout.keepalive_d_yaml(a.fall))?;
+            std::fs::write(&conf, layout.keepalive_d_yaml(a.fall, close))?;
             cmd.arg("run").arg("-c").arg(&conf);
             if a.heaptrack {
                 cmd.env("LD_PRELOAD", HEAPTRACK_PRELOAD).env(
@@ -365,6 +392,7 @@ fn run_daemon(
     ns: &TestNs,
     listener: &Listener,
     daemon: &Daemon,
+    close: &str,
     work: &Path,
 ) -> Result<RunResult, BoxError> {
     let name = daemon.name();
@@ -374,7 +402,7 @@ fn run_daemon(
     let mut ipvs = IpvsSocket::open_in_netns(format!("/run/netns/{}", ns.name()))?;
     ipvs.set_timeout(Duration::from_secs(60));
 
-    let mut child = spawn(daemon, a, layout, ns, work, &log)?;
+    let mut child = spawn(daemon, close, a, layout, ns, work, &log)?;
     let root = i32::try_from(child.id())?;
     let t0 = Instant::now();
     let result = measure(

@@ -247,6 +247,8 @@ pub(crate) struct RawCheck {
     pub dns: Option<S<RawDns>>,
     #[serde(default)]
     pub exec: Option<S<RawExec>>,
+    #[serde(default)]
+    pub close: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -214,7 +214,7 @@ fn web_farm_example_values() {
     }
     assert_eq!(http.real_servers[1].check, Some(service_check));
     let own = http.real_servers[2].check.clone().unwrap();
-    assert_eq!(own.kind, CheckKind::Tcp);
+    assert_eq!(own.kind, CheckKind::Tcp(TcpCheck::default()));
     assert_eq!(own.interval, Duration::from_secs(2));
     assert_eq!(http.real_servers[2].weight, 50);
 
@@ -675,6 +675,54 @@ virtual_servers:
         errs[0].message,
         "unknown dns transport `TCP`: expected udp, tcp or both"
     );
+}
+
+#[test]
+fn tcp_check_close() {
+    let config = parse(
+        "
+virtual_servers:
+  - name: web
+    vip: 192.0.2.10:80
+    check: { type: tcp, close: fin }
+    real_servers:
+      - { address: 10.0.0.11:80 }
+      - { address: 10.0.0.12:80, check: { type: tcp, close: reset } }
+      - { address: 10.0.0.13:80, check: { type: tcp } }
+",
+    );
+    let closes: Vec<TcpClose> = config.virtual_servers[0]
+        .real_servers
+        .iter()
+        .map(|rs| match &rs.check.as_ref().unwrap().kind {
+            CheckKind::Tcp(tcp) => tcp.close,
+            other => panic!("not tcp: {other:?}"),
+        })
+        .collect();
+    assert_eq!(closes, [TcpClose::Fin, TcpClose::Reset, TcpClose::Reset]);
+
+    let errs = errors(
+        "
+virtual_servers:
+  - name: web
+    vip: 192.0.2.10:80
+    check: { type: tcp, close: rst }
+    real_servers:
+      - { address: 10.0.0.11:80, check: { type: http, close: fin } }
+",
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(
+        errs[0].message,
+        "unknown close `rst`: expected one of reset, fin"
+    );
+    let at = |e: &ConfigError| e.position.map(|p| (p.line, p.column));
+    assert_eq!(at(&errs[0]), Some((5, 32)), "{errs:?}");
+    assert_eq!(
+        errs[1].message,
+        "`close` is only valid for tcp checks, this check is http"
+    );
+    assert_eq!(at(&errs[1]).map(|p| p.0), Some(7), "{errs:?}");
 }
 
 #[test]

@@ -20,8 +20,8 @@ use super::types::{
     AddressFamily, Announce, BgpSettings, BodyPattern, Check, CheckKind, Command, Config, DnsCheck,
     DnsRecordType, DnsTransport, Forward, Garp, HttpCheck, IpvsSettings, MetricsSettings, Notify,
     OnStop, Persistence, Protocol, Quorum, RealServer, Scheduler, SchedulerFlag, ServiceKey,
-    SyncDaemonSettings, SyncGroup, TrackScript, Tunnel, TunnelChecksum, TunnelEncap, VirtualIp,
-    VirtualServer, Vmac, VrrpInstance, VrrpVersion,
+    SyncDaemonSettings, SyncGroup, TcpCheck, TcpClose, TrackScript, Tunnel, TunnelChecksum,
+    TunnelEncap, VirtualIp, VirtualServer, Vmac, VrrpInstance, VrrpVersion,
 };
 use super::{parse_duration, sanitize};
 
@@ -1952,13 +1952,21 @@ impl Validator<'_> {
             if kind != CheckType::Dns {
                 only(v, r.dns.as_ref().map(|s| &s.referenced), "dns", "dns");
             }
+            let close = match &r.close {
+                Some(s) if kind == CheckType::Tcp => v.one_of(s, "close", &TcpClose::ALL),
+                Some(s) => {
+                    only(v, Some(&s.referenced), "close", "tcp");
+                    None
+                }
+                None => Some(TcpClose::default()),
+            };
             if kind != CheckType::Exec {
                 only(v, r.exec.as_ref().map(|s| &s.referenced), "exec", "exec");
             } else if let Some(s) = &r.port {
                 v.err(&s.referenced, "`port` is not used by exec checks");
             }
             let kind = match kind {
-                CheckType::Tcp => Some(CheckKind::Tcp),
+                CheckType::Tcp => close.map(|close| CheckKind::Tcp(TcpCheck { close })),
                 CheckType::Http => v.http_check(r).map(CheckKind::Http),
                 CheckType::Https => v.http_check(r).map(CheckKind::Https),
                 CheckType::Dns => match &r.dns {

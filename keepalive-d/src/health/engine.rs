@@ -311,7 +311,7 @@ pub async fn probe_once(target: &Target) -> Result<ProbeOutcome, HealthError> {
 mod tests {
     use super::*;
     use crate::config::{
-        Check, CheckKind, Command, DnsCheck, DnsRecordType, DnsTransport, HttpCheck,
+        Check, CheckKind, Command, DnsCheck, DnsRecordType, DnsTransport, HttpCheck, TcpCheck,
     };
 
     fn target(kind: CheckKind) -> Target {
@@ -346,7 +346,7 @@ mod tests {
             ca: None,
         };
         let kinds = [
-            ("tcp", CheckKind::Tcp),
+            ("tcp", CheckKind::Tcp(TcpCheck::default())),
             ("http", CheckKind::Http(http.clone())),
             ("https", CheckKind::Https(http)),
             (

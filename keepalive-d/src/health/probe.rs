@@ -159,7 +159,7 @@ impl ProbeFactory {
         }
         let source = target.check.source;
         Ok(match &target.check.kind {
-            CheckKind::Tcp => AnyProbe::Tcp(TcpProbe::new(addr, source)),
+            CheckKind::Tcp(tcp) => AnyProbe::Tcp(TcpProbe::new(addr, source, tcp.close)),
             CheckKind::Http(http) => {
                 let pattern = self.pattern(http.expect_body.as_ref().map(|p| &p.0));
                 AnyProbe::Http(HttpProbe::new(id, addr, source, http, None, pattern)?)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::probe::{Note, Probe, ProbeResult, describe};
+use crate::config::TcpClose;
 
 /// Connects to `addr`, from `source` when given (the kernel picks the port at connect
 /// time, so probes from one source address to many servers do not exhaust the ports).
@@ -35,15 +36,29 @@ pub(crate) async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<
         .map_err(|e: io::Error| describe(&format!("connect to {addr}"), &e))
 }
 
-/// `tcp` check: connect, then close.
+/// `tcp` check: connect, then close (with a reset or a FIN, as configured).
 pub(crate) struct TcpProbe {
     addr: SocketAddr,
     source: Option<IpAddr>,
+    close: TcpClose,
 }
 
 impl TcpProbe {
-    pub(crate) fn new(addr: SocketAddr, source: Option<IpAddr>) -> Self {
-        Self { addr, source }
+    pub(crate) fn new(addr: SocketAddr, source: Option<IpAddr>, close: TcpClose) -> Self {
+        Self {
+            addr,
+            source,
+            close,
+        }
+    }
+
+    /// Closes a probe's connected socket as configured: for [`TcpClose::Reset`] a zero
+    /// linger time first, so that `close` sends a reset and leaves no TIME_WAIT socket.
+    /// Best effort: if the option cannot be set, the close is a normal one.
+    pub(crate) fn close(&self, socket: socket2::SockRef<'_>) {
+        if self.close == TcpClose::Reset {
+            let _ = socket.set_linger(Some(Duration::ZERO));
+        }
     }
 
     /// Where it connects.
@@ -60,6 +75,7 @@ impl TcpProbe {
 impl Probe for TcpProbe {
     async fn probe(&mut self, _timeout: Duration) -> ProbeResult {
         let stream = connect(self.addr, self.source).await?;
+        self.close(socket2::SockRef::from(&stream));
         drop(stream);
         Ok(Note::Connected)
     }

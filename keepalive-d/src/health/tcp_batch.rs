@@ -4,7 +4,8 @@
 //! server.
 //!
 //! Per probe: `socket`, `connect` (non-blocking), `epoll_ctl(ADD)` on the batch's own
-//! queue, then `close`. A connection that completes is told by the queue's event alone
+//! queue, then `close` (after a zero `SO_LINGER` for the default `close: reset`, so that
+//! the connection ends with a reset and leaves no TIME_WAIT socket). A connection that completes is told by the queue's event alone
 //! (`EPOLLOUT` without `EPOLLERR`/`EPOLLHUP`); `getsockopt(SO_ERROR)` is read only to
 //! describe a failure. Closing the socket removes it from the queue, so there is no
 //! `epoll_ctl(DEL)`. The queue itself is registered once with the runtime (readable when
@@ -318,7 +319,10 @@ impl Entry {
                 .map_err(|e| describe(&format!("bind to {ip}"), &e))?;
         }
         match socket.connect(&SockAddr::from(addr)) {
-            Ok(()) => Ok(None),
+            Ok(()) => {
+                self.probe.close(socket2::SockRef::from(&socket));
+                Ok(None)
+            }
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
                 queue
                     .0
@@ -352,6 +356,9 @@ impl Entry {
             Ok(Note::Connected)
         };
         let began = flight.began;
+        if result.is_ok() {
+            self.probe.close(socket2::SockRef::from(&flight.socket));
+        }
         drop(flight);
         self.finish_since(began, now, result);
     }
@@ -409,7 +416,7 @@ mod tests {
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
     use super::*;
-    use crate::config::{Check, CheckKind};
+    use crate::config::{Check, CheckKind, TcpCheck, TcpClose};
     use crate::health::{Checkers, Health, ServerId, Target, Transition};
 
     fn ms(n: u64) -> Duration {
@@ -421,7 +428,7 @@ mod tests {
             id: ServerId { service: 0, server },
             addr,
             check: Check {
-                kind: CheckKind::Tcp,
+                kind: CheckKind::Tcp(TcpCheck::default()),
                 interval,
                 timeout: interval / 2,
                 rise: 1,
@@ -543,6 +550,38 @@ mod tests {
         for (count, task) in servers {
             assert!(count.load(Ordering::SeqCst) >= 15);
             task.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_accepted_connection_ends_with_a_reset_or_a_fin_as_configured() {
+        use tokio::io::AsyncReadExt;
+        for (close, want_reset) in [(TcpClose::Reset, true), (TcpClose::Fin, false)] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut target = tcp_target(0, addr, Duration::from_secs(10));
+            target.check.kind = CheckKind::Tcp(TcpCheck { close });
+            let (tx, mut rx) = unbounded_channel();
+            let checkers = Checkers::spawn(vec![target], tx).unwrap();
+            let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+                .await
+                .unwrap()
+                .unwrap();
+            let t = decide(&mut rx, 1).await;
+            assert_eq!(t[&0].health, Health::Up, "{close:?}");
+            // The probe has closed its side: the server reads a reset or the end.
+            let mut buf = [0u8; 16];
+            let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+                .await
+                .unwrap();
+            match read {
+                Err(e) if want_reset => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{close:?}")
+                }
+                Ok(0) if !want_reset => {}
+                other => panic!("{close:?}: the server read {other:?}"),
+            }
+            checkers.stop();
         }
     }
 
