@@ -95,6 +95,11 @@ pub(crate) fn start_pair() -> (LbLab, Daemon, Daemon) {
         assert_eq!(sysctl.trim(), "1", "realserver.sh in {}", rs.name());
     }
     let d2 = lab.director2().unwrap();
+    // As the README's install step says: a removed server's connection entries expire.
+    for d in [lab.director(), d2] {
+        d.run("sysctl", &["-qw", "net.ipv4.vs.expire_nodest_conn=1"])
+            .unwrap();
+    }
     let a = Daemon::start(lab.director(), &shipped_config('a'), "info").unwrap();
     let b = Daemon::start(d2, &shipped_config('b'), "info").unwrap();
     wait_until(
