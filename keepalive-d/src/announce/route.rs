@@ -44,6 +44,8 @@ pub struct RouteTable {
     rtnl: Rtnl,
     settings: BgpSettings,
     lo: u32,
+    /// Whether dumps are filtered by the kernel ([`Rtnl::strict_dumps`]).
+    strict: bool,
 }
 
 impl RouteTable {
@@ -55,8 +57,16 @@ impl RouteTable {
             source,
         };
         let mut rtnl = Rtnl::new().map_err(|e| err("open rtnetlink", e))?;
+        // A kernel without strict checking (before 4.20) ignores the dump's filter and
+        // returns every route: `ours` still picks ours, only slower.
+        let strict = rtnl.strict_dumps().is_ok();
         let lo = rtnl.link("lo").map_err(|e| err("find interface", e))?.index;
-        Ok(Self { rtnl, settings, lo })
+        Ok(Self {
+            rtnl,
+            settings,
+            lo,
+            strict,
+        })
     }
 
     /// The settings (table and protocol).
@@ -132,14 +142,31 @@ impl RouteTable {
         for family in [NlFamily::Inet, NlFamily::Inet6] {
             let mut msg = RouteMessage::default();
             msg.header.address_family = family;
-            let replies = self
+            if self.strict {
+                // Only our table and protocol: a director with a big routing table
+                // (a full BGP feed in `main`) would otherwise read all of it after
+                // every reconcile, on the daemon's one thread.
+                msg.header.table =
+                    u8::try_from(self.settings.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+                msg.header.protocol = RouteProtocol::from(self.settings.protocol);
+                msg.attributes = vec![RouteAttribute::Table(self.settings.table)];
+            }
+            let replies = match self
                 .rtnl
                 .request(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)
-                .map_err(|source| RouteError {
-                    op: "list routes",
-                    what: format!("table {}", self.settings.table),
-                    source,
-                })?;
+            {
+                Ok(replies) => replies,
+                // A filtered dump of a table that does not exist (no route of that
+                // family was ever added to it).
+                Err(e) if self.strict && e.raw_os_error() == Some(libc::ENOENT) => Vec::new(),
+                Err(source) => {
+                    return Err(RouteError {
+                        op: "list routes",
+                        what: format!("table {}", self.settings.table),
+                        source,
+                    });
+                }
+            };
             for reply in replies {
                 let RouteNetlinkMessage::NewRoute(r) = reply else {
                     continue;

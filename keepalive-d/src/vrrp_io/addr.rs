@@ -93,6 +93,13 @@ impl Rtnl {
         Ok(Rtnl { sock, seq: 0 })
     }
 
+    /// Asks the kernel to check dump requests strictly and to filter dumps by the header
+    /// and attributes given (`NETLINK_GET_STRICT_CHK`, Linux 4.20): a route dump for
+    /// one table then returns that table only, not every route of every table.
+    pub(crate) fn strict_dumps(&mut self) -> io::Result<()> {
+        self.sock.set_netlink_get_strict_chk(true)
+    }
+
     /// Sends `msg` and collects the replies until the ACK (or `NLMSG_DONE`
     /// for a dump). A netlink error becomes an `io::Error` with its errno.
     pub(crate) fn request(
