@@ -1514,7 +1514,9 @@ impl Validator<'_> {
         let service_check = r.check.as_ref().and_then(|c| self.check(c));
         let check_bad = r.check.is_some() && service_check.is_none();
 
-        let mut real_servers = Vec::new();
+        // Sized once: a large table's real servers are most of the configuration's memory.
+        let mut real_servers =
+            Vec::with_capacity(r.real_servers.as_ref().map_or(0, |l| l.value.len()));
         if let Some(list) = self.required(&r.real_servers, "real_servers", at, WHAT) {
             if list.value.is_empty() {
                 self.err(
