@@ -69,7 +69,7 @@ fn vrrp_specs(
 /// restart never resumes as Master).
 pub async fn run(
     path: &Path,
-    cfg: Config,
+    mut cfg: Config,
     state_dir: Option<&Path>,
     stop: impl Future<Output = impl Into<StopMode>>,
     on_ready: impl FnOnce(Control),
@@ -153,7 +153,9 @@ pub async fn run(
         end(&stop_tx);
         r
     };
-    let servers = cfg.virtual_servers.clone();
+    // The virtual servers live in the LVS task only (one copy: with 100,000 real servers
+    // each copy is tens of megabytes); `current` below keeps the rest of the file.
+    let servers = std::mem::take(&mut cfg.virtual_servers);
     let settings = cfg.ipvs;
     let bgp = crate::announce::any_announced(&servers).then_some(cfg.bgp);
     let lvs = async {
@@ -264,7 +266,7 @@ async fn reload(
     state_dir: Option<&Path>,
     lvs: Option<&LvsHandle>,
 ) -> Result<String, String> {
-    let new = config::load(path).map_err(|errors| {
+    let mut new = config::load(path).map_err(|errors| {
         errors
             .errors()
             .iter()
@@ -312,7 +314,7 @@ async fn reload(
             handle
                 .commands
                 .send(LvsCommand::Reload {
-                    servers: new.virtual_servers.clone(),
+                    servers: std::mem::take(&mut new.virtual_servers),
                     settings: new.ipvs,
                     reply: tx,
                 })

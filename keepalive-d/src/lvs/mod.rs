@@ -284,10 +284,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A real server's health before a reload: state, since when, the check that found it and
 /// its probe counts.
-type KnownHealth = (
+type KnownHealth<'a> = (
     ServerState,
     Option<SystemTime>,
-    Option<crate::config::Check>,
+    Option<&'a crate::config::Check>,
     ProbeStats,
 );
 
@@ -937,7 +937,7 @@ impl Program {
                     (
                         self.health.get(id),
                         since,
-                        rs.check.clone(),
+                        rs.check.as_ref(),
                         old_stats.get(&id).copied().unwrap_or_default(),
                     ),
                 );
@@ -957,7 +957,7 @@ impl Program {
                 .and_then(|vs| desired::service_key(&vs.key).ok())
                 .and_then(|key| old.get(&(key, t.addr)));
             match known {
-                Some((state, when, Some(check), probes)) if *check == t.check => {
+                Some((state, when, Some(check), probes)) if **check == t.check => {
                     t.initial = match state {
                         ServerState::Up => Some(Health::Up),
                         ServerState::Down => Some(Health::Down),
