@@ -90,9 +90,13 @@ fn lb_nat_http_rr_spreads_evenly_and_follows_backend_stops() {
     assert!(!lab.backend_running(1));
     let spread = lab.client_requests(30);
     eprintln!("nat rr, rs1 stopped: {spread}");
-    assert_eq!(spread.failures, 10, "{spread}");
+    // rr gives rs1 every third new connection: 10 of 30 refused. One fewer is allowed:
+    // a connection whose 4-tuple matches an entry the kernel still has from the first
+    // batch (not in TIME_WAIT) is not scheduled but sent to that entry's server (seen
+    // once in CI: 9 refused, rs2 11).
+    assert!((9..=10).contains(&spread.failures), "{spread}");
     assert_eq!(spread.count("rs1"), 0, "{spread}");
-    assert_eq!(spread.ok(), 20, "{spread}");
+    assert_eq!(spread.ok() + spread.failures, 30, "{spread}");
     lab.start_backend(1).unwrap();
     let spread = lab.client_requests(30);
     assert_every_backend_served(&lab, &spread, 30);
@@ -104,7 +108,8 @@ fn lb_nat_http_rr_spreads_evenly_and_follows_backend_stops() {
     let spread = lab.client_requests(30);
     assert_eq!(spread.failures, 0, "{spread}");
     assert_eq!(spread.count("rs1"), 0, "{spread}");
-    assert_eq!(spread.count("rs0"), 15, "{spread}");
+    // rr over the two left: 15 each, give or take a reused entry as above.
+    assert!((14..=16).contains(&spread.count("rs0")), "{spread}");
 }
 
 #[test]
