@@ -90,10 +90,10 @@ fn lb_nat_http_rr_spreads_evenly_and_follows_backend_stops() {
     assert!(!lab.backend_running(1));
     let spread = lab.client_requests(30);
     eprintln!("nat rr, rs1 stopped: {spread}");
-    // rr gives rs1 every third new connection: 10 of 30 refused. One fewer is allowed:
-    // a connection whose 4-tuple matches an entry the kernel still has from the first
-    // batch (not in TIME_WAIT) is not scheduled but sent to that entry's server (seen
-    // once in CI: 9 refused, rs2 11).
+    // rr gives rs1 every third new connection: 10 of 30 refused. One fewer is allowed
+    // (seen once in CI: 9 refused, rs2 11). Likely cause, not verified: a connection
+    // whose 4-tuple matches an entry the kernel still has from the first batch (one not
+    // in TIME_WAIT) is sent to that entry's server instead of being scheduled.
     assert!((9..=10).contains(&spread.failures), "{spread}");
     assert_eq!(spread.count("rs1"), 0, "{spread}");
     assert_eq!(spread.ok() + spread.failures, 30, "{spread}");

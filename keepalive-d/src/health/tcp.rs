@@ -52,10 +52,11 @@ impl TcpProbe {
         }
     }
 
-    /// Closes a probe's connected socket as configured: for [`TcpClose::Reset`] a zero
-    /// linger time first, so that `close` sends a reset and leaves no TIME_WAIT socket.
-    /// Best effort: if the option cannot be set, the close is a normal one.
-    pub(crate) fn close(&self, socket: socket2::SockRef<'_>) {
+    /// Prepares a probe's connected socket for its close as configured: for
+    /// [`TcpClose::Reset`] a zero linger time, so that dropping the socket sends a reset
+    /// and leaves no TIME_WAIT socket. Best effort: if the option cannot be set, the
+    /// close is a normal one.
+    pub(crate) fn before_close(&self, socket: socket2::SockRef<'_>) {
         if self.close == TcpClose::Reset {
             let _ = socket.set_linger(Some(Duration::ZERO));
         }
@@ -75,7 +76,7 @@ impl TcpProbe {
 impl Probe for TcpProbe {
     async fn probe(&mut self, _timeout: Duration) -> ProbeResult {
         let stream = connect(self.addr, self.source).await?;
-        self.close(socket2::SockRef::from(&stream));
+        self.before_close(socket2::SockRef::from(&stream));
         drop(stream);
         Ok(Note::Connected)
     }

@@ -5,8 +5,9 @@
 //!
 //! Per probe: `socket`, `connect` (non-blocking), `epoll_ctl(ADD)` on the batch's own
 //! queue, then `close` (after a zero `SO_LINGER` for the default `close: reset`, so that
-//! the connection ends with a reset and leaves no TIME_WAIT socket). A connection that completes is told by the queue's event alone
-//! (`EPOLLOUT` without `EPOLLERR`/`EPOLLHUP`); `getsockopt(SO_ERROR)` is read only to
+//! the connection ends with a reset and leaves no TIME_WAIT socket). A connection that
+//! completes is told by the queue's event alone (`EPOLLOUT` without
+//! `EPOLLERR`/`EPOLLHUP`); `getsockopt(SO_ERROR)` is read only to
 //! describe a failure. Closing the socket removes it from the queue, so there is no
 //! `epoll_ctl(DEL)`. The queue itself is registered once with the runtime (readable when
 //! any probe has an event) and drained without blocking.
@@ -320,7 +321,7 @@ impl Entry {
         }
         match socket.connect(&SockAddr::from(addr)) {
             Ok(()) => {
-                self.probe.close(socket2::SockRef::from(&socket));
+                self.probe.before_close(socket2::SockRef::from(&socket));
                 Ok(None)
             }
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
@@ -357,7 +358,8 @@ impl Entry {
         };
         let began = flight.began;
         if result.is_ok() {
-            self.probe.close(socket2::SockRef::from(&flight.socket));
+            self.probe
+                .before_close(socket2::SockRef::from(&flight.socket));
         }
         drop(flight);
         self.finish_since(began, now, result);

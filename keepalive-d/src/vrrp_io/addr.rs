@@ -96,7 +96,7 @@ impl Rtnl {
     /// Asks the kernel to check dump requests strictly and to filter dumps by the header
     /// and attributes given (`NETLINK_GET_STRICT_CHK`, Linux 4.20): a route dump for
     /// one table then returns that table only, not every route of every table.
-    pub(crate) fn strict_dumps(&mut self) -> io::Result<()> {
+    pub(crate) fn strict_dumps(&self) -> io::Result<()> {
         self.sock.set_netlink_get_strict_chk(true)
     }
 
